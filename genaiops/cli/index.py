@@ -1,0 +1,204 @@
+"""Build, version, promote and query indexes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from genaiops.cli._output import console, emit_json, err_console
+from genaiops.errors import ConfigError
+
+app = typer.Typer(no_args_is_help=True)
+
+IndexOpt = Annotated[
+    str, typer.Option("--index", "-i", envvar="GENAIOPS_INDEX", help="Index name.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+@app.command()
+def build(
+    spec: Annotated[str | None, typer.Option("--spec", help="Index spec YAML.")] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", help="Ad-hoc source path (repeatable), instead of --spec."),
+    ] = None,
+    name: Annotated[
+        str, typer.Option("--index", "-i", help="Index name for --source.")
+    ] = "default",
+    promote: Annotated[str | None, typer.Option("--promote", help="Alias to point at it.")] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 3 if anything was quarantined.")
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Build a new index version (incremental: unchanged chunks are never re-embedded)."""
+    from indexing import adhoc_spec, build_index, load_index_spec
+
+    if bool(spec) == bool(source):
+        raise ConfigError("give exactly one of --spec FILE or --source PATH")
+    index_spec = load_index_spec(spec) if spec else adhoc_spec(source or [], name)
+    if json_:
+        result = build_index(index_spec, promote=promote)
+    else:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        ) as bar:
+            tasks: dict[str, int] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total or 1)
+                bar.update(tasks[stage], completed=done, total=total or 1)
+
+            result = build_index(index_spec, promote=promote, progress=progress)
+    if json_:
+        emit_json(result.to_dict() | {"message": result.message})
+    else:
+        console.print(escape(result.message))
+        for q in result.quarantined:
+            console.print(f"  [yellow]quarantined[/] {escape(q['path'])}: {escape(q['reason'])}")
+        if promote:
+            console.print(f"alias {promote} -> {result.version_id}")
+    if strict and result.quarantined:
+        raise typer.Exit(3)
+
+
+@app.command("list")
+def list_(index: IndexOpt = "default", json_: JsonOpt = False) -> None:
+    """List versions (oldest first) and the aliases pointing at them."""
+    from indexing import Catalog
+
+    cat = Catalog(index)
+    aliases = cat.aliases()
+    rows = [
+        {
+            "version_id": m["version_id"],
+            "created_at": m["created_at"],
+            "documents": m["counts"]["documents"],
+            "chunks": m["counts"]["chunks"],
+            "quarantined": m["counts"]["quarantined"],
+            "aliases": sorted(a for a, v in aliases.items() if v == m["version_id"]),
+        }
+        for m in cat.versions()
+    ]
+    if json_:
+        emit_json({"index": index, "versions": rows, "aliases": aliases})
+        return
+    table = Table("version", "docs", "chunks", "quarantined", "aliases", title=f"index {index}")
+    for r in rows:
+        table.add_row(
+            r["version_id"],
+            str(r["documents"]),
+            str(r["chunks"]),
+            str(r["quarantined"]),
+            ", ".join(r["aliases"]),
+        )
+    console.print(table)
+
+
+@app.command()
+def show(version: str, index: IndexOpt = "default", json_: JsonOpt = False) -> None:
+    """Show a version's manifest (VERSION may be an alias)."""
+    from indexing import Catalog
+
+    cat = Catalog(index)
+    m = cat.manifest(cat.resolve(version))
+    if json_:
+        emit_json(m)
+        return
+    console.print(f"[bold]{m['version_id']}[/] ({m['status']}) model {m['model_id']}")
+    console.print(m["counts"])
+    for q in m["quarantine"]:
+        console.print(f"  quarantined {escape(q['path'])}: {escape(q['reason'])}")
+
+
+@app.command()
+def promote(
+    version: str,
+    alias: Annotated[str, typer.Option("--alias", "-a")],
+    index: IndexOpt = "default",
+    json_: JsonOpt = False,
+) -> None:
+    """Point ALIAS at VERSION atomically (the old target is kept for rollback)."""
+    from indexing import Catalog
+
+    cat = Catalog(index)
+    rec = cat.promote(cat.resolve(version), alias)
+    emit_json(rec) if json_ else console.print(f"alias {alias} -> {rec['version']}")
+
+
+@app.command()
+def rollback(
+    alias: Annotated[str, typer.Option("--alias", "-a")],
+    index: IndexOpt = "default",
+    json_: JsonOpt = False,
+) -> None:
+    """Point ALIAS back at the version it pointed at before."""
+    from indexing import Catalog
+
+    rec = Catalog(index).rollback(alias)
+    emit_json(rec) if json_ else console.print(f"alias {alias} -> {rec['version']}")
+
+
+@app.command()
+def diff(v1: str, v2: str, index: IndexOpt = "default", json_: JsonOpt = False) -> None:
+    """Documents and chunks added, removed and changed from V1 to V2."""
+    from indexing import Catalog
+
+    d = Catalog(index).diff(v1, v2)
+    if json_:
+        emit_json(d)
+        return
+    console.print(f"{d['from']} -> {d['to']}")
+    for key in ("docs_added", "docs_removed", "docs_changed"):
+        console.print(f"{key}: {len(d[key])} {', '.join(d[key][:20])}")
+    console.print(f"chunks: +{d['chunks_added']} -{d['chunks_removed']} ={d['chunks_unchanged']}")
+
+
+@app.command()
+def gc(
+    keep: Annotated[int, typer.Option("--keep", min=0)] = 3,
+    index: IndexOpt = "default",
+    json_: JsonOpt = False,
+) -> None:
+    """Delete old versions, keeping the newest N; aliased versions are never deleted."""
+    from indexing import Catalog
+
+    r = Catalog(index).gc(keep)
+    emit_json(r) if json_ else console.print(
+        f"deleted {len(r['deleted'])}: {', '.join(r['deleted']) or '-'}; kept {len(r['kept'])}"
+    )
+
+
+@app.command()
+def query(
+    text: str,
+    k: Annotated[int, typer.Option("-k", min=1, max=1000)] = 5,
+    mode: Annotated[str, typer.Option("--mode", help="dense|lexical|hybrid")] = "hybrid",
+    alias: Annotated[str, typer.Option("--alias", "-a", help="Alias or version id.")] = "current",
+    index: IndexOpt = "default",
+    json_: JsonOpt = False,
+) -> None:
+    """Retrieve the best K chunks for TEXT."""
+    from indexing import Retriever
+
+    if mode not in ("dense", "lexical", "hybrid"):
+        raise ConfigError(f"--mode must be dense, lexical or hybrid, not {mode!r}")
+    hits = Retriever(index, alias).retrieve(text, k=k, mode=mode)  # type: ignore[arg-type]
+    if json_:
+        emit_json({"query": text, "mode": mode, "hits": [h.to_dict() for h in hits]})
+        return
+    for i, h in enumerate(hits, 1):
+        head = " > ".join(h.headings)
+        console.print(f"[bold]{i}. {h.doc_id}[/] score={h.score:.4f} {head}")
+        console.print("   " + escape(h.text[:240].replace("\n", " ")))

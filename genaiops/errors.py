@@ -1,0 +1,111 @@
+"""One exception tree for the whole project.
+
+Every error genaiops raises on purpose derives from :class:`GenAIOpsError`.  Callers can
+catch the base class; the CLI turns it into a one-line message and exit status 2; the gateway
+maps it once to OpenAI-shaped JSON.
+
+    GenAIOpsError
+    ├── ConfigError              bad settings, spec file or CLI option (names file + key)
+    │   └── SpecError            a YAML spec failed validation
+    ├── ProviderError            a model provider could not load or answer
+    │   ├── ProviderUnavailable  package/weights/credentials missing
+    │   └── UpstreamError        a remote model endpoint failed (status, body excerpt)
+    ├── IndexingError            the indexing pipeline
+    │   ├── SourceError          a source document could not be parsed (→ quarantined)
+    │   ├── VersionNotFound      unknown version id or alias
+    │   ├── AliasError           alias has no history to roll back to, bad name, ...
+    │   └── BuildLockedError     another build holds a lock that it must not share
+    ├── GatewayError             the gateway service (see ``gateway.errors``)
+    └── EvaluationError          flows, runs, metrics and the gate (see ``evaluation``)
+
+Exceptions carry data only; they never log or touch state when raised.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AliasError",
+    "BuildLockedError",
+    "ConfigError",
+    "EvaluationError",
+    "GatewayError",
+    "GenAIOpsError",
+    "IndexingError",
+    "ProviderError",
+    "ProviderUnavailable",
+    "SourceError",
+    "SpecError",
+    "UpstreamError",
+    "VersionNotFound",
+]
+
+
+class GenAIOpsError(Exception):
+    """Base class of every deliberate genaiops error."""
+
+
+class ConfigError(GenAIOpsError):
+    """Invalid settings, options or configuration files."""
+
+
+class SpecError(ConfigError):
+    """A YAML spec failed validation.
+
+    ``path`` is the file, ``problems`` a list of ``(key, message)`` pairs where ``key`` is the
+    dotted location inside the file (``sources.0.glob``).
+    """
+
+    def __init__(self, path: str, problems: list[tuple[str, str]]):
+        self.path = path
+        self.problems = problems
+        lines = "; ".join(f"{key}: {msg}" if key else msg for key, msg in problems)
+        super().__init__(f"{path}: {lines}")
+
+
+class ProviderError(GenAIOpsError):
+    """A model provider failed."""
+
+
+class ProviderUnavailable(ProviderError):
+    """A provider cannot be constructed: missing package, weights or credential."""
+
+
+class UpstreamError(ProviderError):
+    """A remote model endpoint answered with an error or did not answer."""
+
+    def __init__(self, message: str, status: int | None = None):
+        self.status = status
+        super().__init__(message)
+
+
+class IndexingError(GenAIOpsError):
+    """Base of indexing errors."""
+
+
+class SourceError(IndexingError):
+    """A source document could not be read; the build quarantines it and goes on."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class VersionNotFound(IndexingError):
+    """No index version or alias by that name."""
+
+
+class AliasError(IndexingError):
+    """An alias operation is not possible (bad name, nothing to roll back to)."""
+
+
+class BuildLockedError(IndexingError):
+    """A lock is held by another live process."""
+
+
+class GatewayError(GenAIOpsError):
+    """Base of gateway errors; the gateway package defines the subtree."""
+
+
+class EvaluationError(GenAIOpsError):
+    """Base of evaluation errors; the evaluation package defines the subtree."""

