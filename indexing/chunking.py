@@ -82,7 +82,6 @@ class Chunker:
             chunk_size=spec.size,
             chunk_overlap=spec.overlap,
             length_function=count_tokens,
-            add_start_index=True,
             separators=["\n\n", "\n", ". ", " ", ""],
         )
 
@@ -94,11 +93,19 @@ class Chunker:
             body = doc.text[sec_start:sec_end]
             if not body.strip():
                 continue
-            for piece in self._splitter.create_documents([body]):
-                text = piece.page_content
+            cursor = 0
+            for text in self._splitter.split_text(body):
                 if not text.strip():
                     continue
-                start = sec_start + int(piece.metadata.get("start_index", 0))
+                # each chunk starts after the previous one's start; find() makes the offsets
+                # exact (text[start:end] == chunk), which the splitter's own start_index is not
+                pos = body.find(text, cursor)
+                if pos < 0:
+                    pos = body.find(text)
+                if pos < 0:  # not a verbatim substring (cannot happen with this splitter)
+                    pos = cursor
+                cursor = pos + 1
+                start = sec_start + pos
                 chunks.append(
                     Chunk(
                         chunk_id=f"{doc.doc_id}#{len(chunks)}",

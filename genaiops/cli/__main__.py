@@ -1,0 +1,3 @@
+from genaiops.cli import main
+
+main()
