@@ -1,0 +1,232 @@
+"""Gateway configuration: deployments, model aliases, limits, state, safety — one YAML file.
+
+Validated by pydantic models with ``extra="forbid"``; :func:`load_config` names the file and the
+key on error.  Without a file, :func:`default_config` serves the embedded models.
+
+    deployments:
+      - {name: gpt4o-eu, backend: azure_openai, base_url: https://x.openai.azure.com,
+         azure_deployment: gpt-4o, api_key_env: AZURE_OPENAI_KEY}
+      - {name: local, backend: local}
+    models:
+      - {name: chat, deployments: [{deployment: gpt4o-eu, weight: 100}], fallback: [local]}
+    state: {backend: redis, redis_url: redis://127.0.0.1:6379/0}
+
+    >>> cfg = load_config("gateway.yaml")          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from genaiops.settings import get_settings
+from genaiops.specs import load_yaml_model
+
+__all__ = [
+    "AliasConfig",
+    "DeploymentConfig",
+    "GatewayConfig",
+    "LimitsConfig",
+    "SafetyConfig",
+    "SafetyPolicy",
+    "ShadowConfig",
+    "StateConfig",
+    "WeightedDeployment",
+    "default_config",
+    "load_config",
+]
+
+Kind = Literal["chat", "embeddings"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeploymentConfig(_Strict):
+    """One concrete model endpoint."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._:-]+$")
+    backend: Literal["local", "openai_compatible", "azure_openai"]
+    kind: Kind = "chat"
+    model: str | None = Field(default=None, description="upstream model name (openai_compatible)")
+    base_url: str | None = None
+    api_key_env: str | None = Field(default=None, description="env var holding the upstream key")
+    azure_deployment: str | None = None
+    api_version: str = "2024-10-21"
+    entra_token_env: str | None = Field(
+        default=None, description="env var holding an Entra ID bearer token (azure_openai)"
+    )
+    timeout_s: float = Field(default=60.0, gt=0)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    backoff_s: float = Field(default=0.25, ge=0)
+    max_retry_after_s: float = Field(default=10.0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> DeploymentConfig:
+        if self.backend == "openai_compatible" and not self.base_url:
+            raise ValueError("openai_compatible needs base_url (ending in /v1)")
+        if self.backend == "azure_openai" and not (self.base_url and self.azure_deployment):
+            raise ValueError("azure_openai needs base_url (resource endpoint) and azure_deployment")
+        return self
+
+
+class WeightedDeployment(_Strict):
+    deployment: str
+    weight: float = Field(default=100.0, ge=0)
+
+
+class ShadowConfig(_Strict):
+    """Mirror a share of traffic to a deployment; its answers never reach the client."""
+
+    deployment: str
+    percent: float = Field(default=100.0, ge=0, le=100)
+
+
+class AliasConfig(_Strict):
+    """A public model name clients send as ``model``."""
+
+    name: str = Field(min_length=1)
+    kind: Kind = "chat"
+    deployments: list[WeightedDeployment] = Field(min_length=1)
+    fallback: list[str] = Field(default_factory=list, description="tried in order on failure")
+    shadow: ShadowConfig | None = None
+    safety_policy: str | None = None
+
+
+class LimitsConfig(_Strict):
+    rpm: int | None = Field(default=None, ge=0)
+    tpm: int | None = Field(default=None, ge=0)
+    quota: int | None = Field(default=None, ge=0, description="tokens per period")
+    period: Literal["day", "month"] = "month"
+
+
+class StateConfig(_Strict):
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    path: Path | None = Field(default=None, description="SQLite file (default <home>/gateway)")
+    redis_url: str | None = None
+    ledger_path: Path | None = None
+    ledger_sync: Literal["normal", "full"] = Field(
+        default="normal", description="normal survives kill -9; full also power loss"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> StateConfig:
+        if self.backend == "redis" and not self.redis_url:
+            raise ValueError("backend redis needs redis_url")
+        return self
+
+
+class SafetyPolicy(_Strict):
+    """Thresholds on the Azure 0–7 severity scale; a category at or above its threshold blocks."""
+
+    thresholds: dict[Literal["hate", "sexual", "violence", "self_harm"], int] = Field(
+        default_factory=lambda: {"hate": 4, "sexual": 4, "violence": 4, "self_harm": 4}
+    )
+    jailbreak: bool = True
+    indirect_attack: bool = True
+    pii: Literal["off", "redact", "block"] = "redact"
+    pii_types: list[str] = Field(
+        default_factory=lambda: ["email", "phone", "credit_card", "api_key"]
+    )
+    blocklist: list[str] = Field(default_factory=list)
+    check_output: bool = True
+    fail_open: bool = False
+
+
+class SafetyConfig(_Strict):
+    enabled: bool = True
+    detectors: list[Literal["offline", "azure"]] = Field(default_factory=lambda: ["offline"])
+    azure_endpoint: str | None = None
+    azure_key_env: str | None = None
+    azure_blocklists: list[str] = Field(default_factory=list)
+    default_policy: str = "default"
+    policies: dict[str, SafetyPolicy] = Field(default_factory=lambda: {"default": SafetyPolicy()})
+    stream_window_chars: int = Field(default=120, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> SafetyConfig:
+        if self.default_policy not in self.policies:
+            raise ValueError(f"default_policy {self.default_policy!r} is not in policies")
+        if "azure" in self.detectors and not (self.azure_endpoint and self.azure_key_env):
+            raise ValueError("the azure detector needs azure_endpoint and azure_key_env")
+        return self
+
+
+class GatewayConfig(_Strict):
+    """The whole gateway: what to serve, limits, where state lives, safety."""
+
+    deployments: list[DeploymentConfig] = Field(min_length=1)
+    models: list[AliasConfig] = Field(min_length=1)
+    teams: dict[str, LimitsConfig] = Field(default_factory=dict)
+    state: StateConfig = Field(default_factory=StateConfig)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    admin_key_env: str = "GENAIOPS_ADMIN_KEY"
+    max_body_bytes: int = Field(default=2_000_000, ge=1024)
+    default_max_tokens: int = Field(default=512, ge=1)
+    max_max_tokens: int = Field(default=16384, ge=1)
+    local_batch_size: int = Field(default=8, ge=1, le=64)
+    local_batch_wait_ms: float = Field(default=5.0, ge=0)
+    rollout_tick_s: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> GatewayConfig:
+        names = [d.name for d in self.deployments]
+        if len(set(names)) != len(names):
+            raise ValueError("deployment names must be unique")
+        kinds = {d.name: d.kind for d in self.deployments}
+        seen: set[str] = set()
+        for a in self.models:
+            if a.name in seen:
+                raise ValueError(f"model alias {a.name!r} is defined twice")
+            seen.add(a.name)
+            refs = [w.deployment for w in a.deployments] + a.fallback
+            refs += [a.shadow.deployment] if a.shadow else []
+            for ref in refs:
+                if ref not in kinds:
+                    raise ValueError(f"alias {a.name!r} names unknown deployment {ref!r}")
+                if kinds[ref] != a.kind:
+                    raise ValueError(f"alias {a.name!r} ({a.kind}) uses {ref!r} ({kinds[ref]})")
+            if a.safety_policy and a.safety_policy not in self.safety.policies:
+                raise ValueError(f"alias {a.name!r}: unknown safety_policy {a.safety_policy!r}")
+        return self
+
+    def deployment(self, name: str) -> DeploymentConfig:
+        return next(d for d in self.deployments if d.name == name)
+
+    def alias(self, name: str) -> AliasConfig | None:
+        return next((a for a in self.models if a.name == name), None)
+
+    def state_path(self) -> Path:
+        return self.state.path or get_settings().path("gateway", "state.db")
+
+    def ledger_path(self) -> Path:
+        return self.state.ledger_path or get_settings().path("gateway", "ledger.db")
+
+
+def default_config() -> GatewayConfig:
+    """The embedded models: ``genaiops-local`` (SmolLM2) and ``genaiops-embed`` (MiniLM)."""
+    return GatewayConfig(
+        deployments=[
+            DeploymentConfig(name="local-smollm2", backend="local"),
+            DeploymentConfig(name="local-minilm", backend="local", kind="embeddings"),
+        ],
+        models=[
+            AliasConfig(name="genaiops-local", deployments=[{"deployment": "local-smollm2"}]),
+            AliasConfig(
+                name="genaiops-embed",
+                kind="embeddings",
+                deployments=[{"deployment": "local-minilm"}],
+            ),
+        ],
+    )
+
+
+def load_config(path: str | Path | None) -> GatewayConfig:
+    """Read a gateway YAML file, or the embedded default when ``path`` is None."""
+    if path is None:
+        return default_config()
+    return load_yaml_model(path, GatewayConfig)

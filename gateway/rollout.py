@@ -1,0 +1,224 @@
+"""Gradual rollout of a candidate deployment behind a model alias, with automatic rollback.
+
+State lives in the shared store (``rollout:<alias>``), so it survives restarts and every replica
+sees it; transitions are compare-and-set, so only one replica advances a step.  Each tick
+compares candidate and stable on the traffic since the current step began (from the ledger):
+
+* breach — candidate error rate above stable's by more than ``max_error_rate_increase``, or
+  candidate p95 latency above ``max(stable_p95 * max_p95_ratio, stable_p95 + p95_slack_ms)`` —
+  judged as soon as the candidate has ``min_samples`` requests: **roll back** (weight 0);
+* after ``interval_s`` with enough samples and no breach: advance to the next step; after the
+  last step: **promoted** (candidate takes 100%).  Too few samples: wait, never judge.
+
+    >>> mgr = RolloutManager(store, config, ledger)                         # doctest: +SKIP
+    >>> await mgr.start("chat", "gpt4o-v2", [5, 25, 50, 100], 60)     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gateway.config import GatewayConfig
+from gateway.errors import Conflict, InvalidRequest, ModelNotFound, NotFound
+from gateway.ledger import Ledger
+from gateway.state import StateStore
+
+__all__ = ["RolloutManager", "RolloutState", "parse_duration"]
+
+ACTIVE = ("running", "paused")
+
+
+def parse_duration(text: str) -> float:
+    """``60s``, ``2m``, ``500ms``, ``1h`` or a plain number of seconds."""
+    t = text.strip().lower()
+    for suffix, mult in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if t.endswith(suffix) and t[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(t[: -len(suffix)]) * mult
+    try:
+        return float(t)
+    except ValueError as e:
+        raise InvalidRequest(f"not a duration: {text!r} (use 60s, 2m, 500ms)") from e
+
+
+@dataclass
+class RolloutState:
+    alias: str
+    stable: str
+    candidate: str
+    steps: list[float]
+    interval_s: float
+    step: int = 0
+    status: str = "running"  # running | paused | promoted | rolled_back
+    started: float = field(default_factory=time.time)
+    step_started: float = field(default_factory=time.time)
+    min_samples: int = 20
+    max_error_rate_increase: float = 0.05
+    max_p95_ratio: float = 1.5
+    p95_slack_ms: float = 50.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def weight(self) -> float:
+        if self.status in ACTIVE:
+            return self.steps[self.step]
+        return 100.0 if self.status == "promoted" else 0.0
+
+    def weights(self) -> dict[str, float]:
+        w = self.weight
+        return {self.stable: 100.0 - w, self.candidate: w}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["weight"] = self.weight
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RolloutState:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+class RolloutManager:
+    """Start, judge, advance, promote, pause and roll back rollouts."""
+
+    def __init__(self, store: StateStore, config: GatewayConfig, ledger: Ledger | None):
+        self.store = store
+        self.config = config
+        self.ledger = ledger
+        self._cache: dict[str, tuple[float, RolloutState | None]] = {}
+
+    async def get(self, alias: str) -> RolloutState | None:
+        v, _ = await self.store.kv_get(f"rollout:{alias}")
+        return RolloutState.from_dict(v) if v else None
+
+    async def cached(self, alias: str, ttl_s: float = 0.5) -> RolloutState | None:
+        now = time.monotonic()
+        hit = self._cache.get(alias)
+        if hit and now - hit[0] < ttl_s:
+            return hit[1]
+        st = await self.get(alias)
+        self._cache[alias] = (now, st)
+        return st
+
+    async def list(self) -> list[RolloutState]:
+        return [RolloutState.from_dict(v) for _, v in await self.store.kv_list("rollout:")]
+
+    async def start(
+        self,
+        alias: str,
+        candidate: str,
+        steps: list[float],
+        interval_s: float,
+        *,
+        stable: str | None = None,
+        **thresholds: Any,
+    ) -> RolloutState:
+        a = self.config.alias(alias)
+        if a is None:
+            raise ModelNotFound(f"model alias {alias!r} is not configured", param="alias")
+        names = {d.name: d for d in self.config.deployments}
+        if candidate not in names or names[candidate].kind != a.kind:
+            raise InvalidRequest(
+                f"candidate {candidate!r} is not a {a.kind} deployment in the config",
+                param="candidate",
+            )
+        cur = await self.get(alias)
+        if cur and cur.status in ACTIVE:
+            raise Conflict(f"a rollout of {alias!r} is already {cur.status}")
+        base = stable or (cur.candidate if cur and cur.status == "promoted" else None)
+        base = base or max(a.deployments, key=lambda w: w.weight).deployment
+        if base == candidate:
+            raise InvalidRequest("candidate is already the stable deployment", param="candidate")
+        if not steps or any(not 0 < s <= 100 for s in steps) or steps != sorted(steps):
+            raise InvalidRequest("steps must be increasing percentages in (0, 100]", param="steps")
+        if interval_s <= 0:
+            raise InvalidRequest("interval must be positive", param="interval")
+        st = RolloutState(
+            alias=alias,
+            stable=base,
+            candidate=candidate,
+            steps=[float(s) for s in steps],
+            interval_s=float(interval_s),
+            **{k: v for k, v in thresholds.items() if v is not None},
+        )
+        st.history.append({"ts": st.started, "event": "started", "weight": st.weight})
+        await self.store.kv_put(f"rollout:{alias}", st.to_dict())
+        self._cache.pop(alias, None)
+        return st
+
+    async def _transition(self, alias: str, event: str, **change: Any) -> RolloutState:
+        for _ in range(20):
+            v, ver = await self.store.kv_get(f"rollout:{alias}")
+            if v is None:
+                raise NotFound(f"no rollout for {alias!r}", param="alias")
+            st = RolloutState.from_dict(v)
+            if event != "resumed" and st.status not in ACTIVE:
+                raise Conflict(f"rollout of {alias!r} is already {st.status}")
+            if event == "resumed" and st.status != "paused":
+                raise Conflict(f"rollout of {alias!r} is {st.status}, not paused")
+            for k, val in change.items():
+                setattr(st, k, val)
+            st.history.append({"ts": time.time(), "event": event, "weight": st.weight})
+            if await self.store.kv_cas(f"rollout:{alias}", st.to_dict(), ver):
+                self._cache.pop(alias, None)
+                return st
+            await asyncio.sleep(0.01)
+        raise Conflict(f"rollout of {alias!r} is changing too fast; retry")
+
+    async def promote(self, alias: str) -> RolloutState:
+        return await self._transition(alias, "promoted", status="promoted")
+
+    async def rollback(self, alias: str) -> RolloutState:
+        return await self._transition(alias, "rolled_back", status="rolled_back")
+
+    async def pause(self, alias: str) -> RolloutState:
+        return await self._transition(alias, "paused", status="paused")
+
+    async def resume(self, alias: str) -> RolloutState:
+        return await self._transition(alias, "resumed", status="running", step_started=time.time())
+
+    def judge(self, st: RolloutState, now: float) -> tuple[str, dict[str, Any]]:
+        """``wait`` | ``advance`` | ``rollback`` with the evidence."""
+        assert self.ledger is not None
+        cand = self.ledger.deployment_stats(st.alias, st.candidate, st.step_started)
+        stab = self.ledger.deployment_stats(st.alias, st.stable, st.step_started)
+        ev = {"candidate": cand, "stable": stab}
+        if cand["n"] < st.min_samples:
+            return "wait", {**ev, "reason": f"{cand['n']}/{st.min_samples} candidate samples"}
+        base_err = stab["error_rate"] if stab["n"] >= st.min_samples else 0.0
+        if cand["error_rate"] > base_err + st.max_error_rate_increase:
+            return "rollback", {**ev, "reason": "error rate"}
+        if cand["p95_ms"] is not None and stab["n"] >= st.min_samples and stab["p95_ms"]:
+            limit = max(stab["p95_ms"] * st.max_p95_ratio, stab["p95_ms"] + st.p95_slack_ms)
+            if cand["p95_ms"] > limit:
+                return "rollback", {**ev, "reason": "p95 latency"}
+        if now - st.step_started >= st.interval_s:
+            return "advance", {**ev, "reason": "checks passed"}
+        return "wait", {**ev, "reason": "interval not over"}
+
+    async def tick(self) -> list[RolloutState]:
+        """Judge every running rollout once; returns those that changed."""
+        changed = []
+        for key, v in await self.store.kv_list("rollout:"):
+            st = RolloutState.from_dict(v)
+            if st.status != "running" or self.ledger is None:
+                continue
+            now = time.time()
+            verdict, ev = await asyncio.to_thread(self.judge, st, now)
+            if verdict == "wait":
+                continue
+            _, ver = await self.store.kv_get(key)
+            if verdict == "rollback":
+                st.status = "rolled_back"
+            elif st.step + 1 < len(st.steps):
+                st.step += 1
+                st.step_started = now
+            else:
+                st.status = "promoted"
+            st.history.append({"ts": now, "event": verdict, "weight": st.weight, **ev})
+            if await self.store.kv_cas(key, st.to_dict(), ver):
+                self._cache.pop(st.alias, None)
+                changed.append(st)
+        return changed

@@ -1,0 +1,281 @@
+"""Apply a safety policy to prompts, supplied documents and completions (streamed or not).
+
+* Prompt: user messages are checked for the four harm categories, jailbreak, PII and the
+  blocklist; ``tool`` messages and the genaiops ``documents`` extension are checked for indirect
+  attacks.  Blocked → :class:`~gateway.errors.ContentFiltered` (400, Azure ``innererror`` shape);
+  PII with ``pii: redact`` is replaced by ``[EMAIL]``, ``[PHONE]``… before the model sees it.
+* Completion: blocked → ``finish_reason: "content_filter"`` and the text withheld.
+* Streams: :class:`StreamFilter` releases text in windows only after the whole text so far passed,
+  holding back a tail so a pattern split across windows is still caught.
+* Detector failure: fail closed (503 for prompts, ``content_filter`` for completions) unless the
+  policy says ``fail_open``, which passes the text with an ``error`` annotation.
+
+    >>> engine = SafetyEngine(SafetyConfig())                            # doctest: +SKIP
+    >>> msgs, notes = await engine.check_input(messages, [], "default")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config import SafetyConfig, SafetyPolicy
+from gateway.errors import ContentFiltered, SafetyUnavailable
+from gateway.safety.detectors import (
+    CATEGORIES,
+    Analysis,
+    Detector,
+    OfflineDetector,
+    PIISpan,
+    Role,
+    detector_factories,
+)
+
+__all__ = ["DetectorFailed", "OutputVerdict", "SafetyEngine", "StreamFilter", "redact"]
+
+
+class DetectorFailed(Exception):
+    """A detector could not give an answer (network, quota, malformed reply)."""
+
+
+def _level(sev: int) -> str:
+    return "safe" if sev < 2 else "low" if sev < 4 else "medium" if sev < 6 else "high"
+
+
+def redact(text: str, spans: list[PIISpan]) -> str:
+    """Replace PII spans (merged when they overlap) by ``[TYPE]`` placeholders."""
+    out, pos = [], 0
+    for s in sorted(spans, key=lambda s: (s.start, -s.end)):
+        if s.start < pos:
+            continue
+        out.append(text[pos : s.start])
+        out.append(f"[{s.type.upper()}]")
+        pos = s.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+@dataclass
+class OutputVerdict:
+    blocked: bool
+    text: str
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+class SafetyEngine:
+    """Runs the configured detectors and applies a named policy."""
+
+    def __init__(self, config: SafetyConfig, detectors: list[Detector] | None = None):
+        self.config = config
+        if detectors is None:
+            detectors = []
+            for name in config.detectors:
+                if name == "azure":
+                    from gateway.safety.azure import AzureContentSafetyDetector
+
+                    detectors.append(AzureContentSafetyDetector.from_config(config))
+                else:
+                    detectors.append(detector_factories()[name]())
+        self.detectors = detectors
+        self._blocklists = {
+            name: OfflineDetector(p.blocklist) for name, p in config.policies.items() if p.blocklist
+        }
+
+    def policy(self, name: str | None) -> SafetyPolicy:
+        return self.config.policies.get(
+            name or "", self.config.policies[self.config.default_policy]
+        )
+
+    async def analyze(self, text: str, role: Role, policy: SafetyPolicy) -> Analysis:
+        result: Analysis | None = None
+        for det in self.detectors:
+            try:
+                if getattr(det, "blocking_io", False):
+                    a = await asyncio.to_thread(det.analyze, text, role)
+                else:
+                    a = det.analyze(text, role)
+            except DetectorFailed:
+                raise
+            except (OSError, ValueError, RuntimeError) as e:
+                raise DetectorFailed(f"{det.name}: {e}") from e
+            result = a if result is None else result.merge(a)
+        if result is None:
+            result = Analysis(source="none")
+        pol_name = next((n for n, p in self.config.policies.items() if p is policy), None)
+        if pol_name in self._blocklists:
+            extra = self._blocklists[pol_name].analyze(text, "completion")
+            result.blocklist = sorted(set(result.blocklist) | set(extra.blocklist))
+        return result
+
+    def _results(
+        self, a: Analysis, policy: SafetyPolicy, *, attack_key: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        res: dict[str, Any] = {}
+        blocked = False
+        for cat in CATEGORIES:
+            sev = a.severities.get(cat, 0)
+            hit = sev >= policy.thresholds.get(cat, 8)  # type: ignore[call-overload]
+            res[cat] = {"filtered": hit, "severity": _level(sev)}
+            blocked |= hit
+        if attack_key:
+            enabled = policy.jailbreak if attack_key == "jailbreak" else policy.indirect_attack
+            res[attack_key] = {"filtered": a.attack and enabled, "detected": a.attack}
+            blocked |= a.attack and enabled
+        if policy.blocklist or a.blocklist:
+            res["custom_blocklists"] = {
+                "filtered": bool(a.blocklist),
+                "details": [{"filtered": True, "id": t} for t in a.blocklist],
+            }
+            blocked |= bool(a.blocklist)
+        pii = [p for p in a.pii if p.type in policy.pii_types] if policy.pii != "off" else []
+        if pii:
+            res["pii"] = {
+                "filtered": policy.pii == "block",
+                "redacted": policy.pii == "redact",
+                "detected": sorted({p.type for p in pii}),
+            }
+            blocked |= policy.pii == "block"
+        return res, blocked
+
+    async def check_input(
+        self, messages: list[dict[str, Any]], documents: list[str], policy_name: str | None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Returns (messages, possibly redacted; ``prompt_filter_results``) or raises 400/503."""
+        policy = self.policy(policy_name)
+        out = [dict(m) for m in messages]
+        merged: dict[str, Any] = {}
+        try:
+            for m in out:
+                content = m.get("content")
+                role = m.get("role")
+                if not isinstance(content, str) or role not in ("user", "tool", "function"):
+                    continue
+                kind: Role = "prompt" if role == "user" else "document"
+                a = await self.analyze(content, kind, policy)
+                key = "jailbreak" if kind == "prompt" else "indirect_attack"
+                res, blocked = self._results(a, policy, attack_key=key)
+                _merge(merged, res)
+                if blocked:
+                    raise ContentFiltered(
+                        "The prompt was filtered by the content policy "
+                        f"({', '.join(_reasons(res))}).",
+                        result=merged,
+                    )
+                if policy.pii == "redact" and a.pii:
+                    m["content"] = redact(content, [p for p in a.pii if p.type in policy.pii_types])
+            for doc in documents:
+                a = await self.analyze(doc, "document", policy)
+                res, blocked = self._results(a, policy, attack_key="indirect_attack")
+                _merge(merged, res)
+                if blocked:
+                    raise ContentFiltered(
+                        "A supplied document was filtered by the content policy "
+                        f"({', '.join(_reasons(res))}).",
+                        result=merged,
+                        param="documents",
+                    )
+        except DetectorFailed as e:
+            if not policy.fail_open:
+                raise SafetyUnavailable(
+                    "the content filter is unavailable and the policy fails closed"
+                ) from e
+            merged["error"] = {"code": "content_filter_error", "message": "filter unavailable"}
+        return out, [{"prompt_index": 0, "content_filter_results": merged}]
+
+    async def check_output(self, text: str, policy_name: str | None) -> OutputVerdict:
+        policy = self.policy(policy_name)
+        if not policy.check_output:
+            return OutputVerdict(False, text, {})
+        try:
+            a = await self.analyze(text, "completion", policy)
+        except DetectorFailed:
+            if policy.fail_open:
+                err = {"error": {"code": "content_filter_error", "message": "filter unavailable"}}
+                return OutputVerdict(False, text, err)
+            return OutputVerdict(
+                True, "", {"error": {"code": "content_filter_error", "message": "fail closed"}}
+            )
+        res, blocked = self._results(a, policy, attack_key=None)
+        if blocked:
+            return OutputVerdict(True, "", res)
+        if policy.pii == "redact" and a.pii:
+            text = redact(text, [p for p in a.pii if p.type in policy.pii_types])
+        return OutputVerdict(False, text, res)
+
+
+class StreamFilter:
+    """Buffer streamed text; release a window only after everything so far passed the filter.
+
+    ``feed`` returns the text that may be sent now; ``finish`` the rest.  Either returns ``None``
+    when the completion is blocked (nothing after the last released window is sent).
+    """
+
+    def __init__(self, engine: SafetyEngine, policy: str | None, window: int, holdback: int = 48):
+        self.engine = engine
+        self.policy = policy
+        self.window = window
+        self.holdback = holdback
+        self.released = ""  # text already sent (after redaction)
+        self.pending = ""  # raw text not yet sent
+        self.results: dict[str, Any] = {}
+        self.blocked = False
+
+    async def _check(self, final: bool) -> str | None:
+        verdict = await self.engine.check_output(self.pending, self.policy)
+        _merge(self.results, verdict.results)
+        if verdict.blocked:
+            self.blocked = True
+            return None
+        text = verdict.text
+        if final:
+            self.pending = ""
+            self.released += text
+            return text
+        # hold back a tail of the raw text so patterns crossing the boundary are seen whole
+        keep = self.pending[-self.holdback :] if len(self.pending) > self.holdback else ""
+        raw_out = self.pending[: len(self.pending) - len(keep)]
+        out = (await self.engine.check_output(raw_out, self.policy)).text if keep else text
+        self.pending = keep
+        self.released += out
+        return out
+
+    async def feed(self, delta: str) -> str | None:
+        if self.blocked:
+            return None
+        self.pending += delta
+        if len(self.pending) < self.window + self.holdback:
+            return ""
+        return await self._check(final=False)
+
+    async def finish(self) -> str | None:
+        if self.blocked:
+            return None
+        if not self.pending:
+            return ""
+        return await self._check(final=True)
+
+
+def _merge(into: dict[str, Any], res: dict[str, Any]) -> None:
+    order = ["safe", "low", "medium", "high"]
+    for k, v in res.items():
+        cur = into.get(k)
+        if cur is None:
+            into[k] = dict(v)
+            continue
+        cur["filtered"] = cur.get("filtered", False) or v.get("filtered", False)
+        if "severity" in v and order.index(v["severity"]) > order.index(cur["severity"]):
+            cur["severity"] = v["severity"]
+        if "detected" in v:
+            d = v["detected"]
+            cur["detected"] = (
+                sorted(set(cur["detected"]) | set(d))
+                if isinstance(d, list)
+                else cur["detected"] or d
+            )
+        if "details" in v:
+            cur["details"] = cur.get("details", []) + v["details"]
+
+
+def _reasons(res: dict[str, Any]) -> list[str]:
+    return [k for k, v in res.items() if isinstance(v, dict) and v.get("filtered")]

@@ -1,0 +1,283 @@
+"""Run the OpenAI-compatible gateway; manage its keys, usage and rollouts.
+
+Commands that manage state (keys, usage, rollout) work on the same store the gateway uses
+(``--config FILE``: its ``state`` section; default SQLite under ``$GENAIOPS_HOME/gateway``),
+so they work whether or not a gateway is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.table import Table
+
+from genaiops.cli._output import console, emit_json
+
+app = typer.Typer(no_args_is_help=True)
+keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
+rollout_app = typer.Typer(no_args_is_help=True, help="Gradual rollout of a deployment.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(rollout_app, name="rollout")
+
+T = TypeVar("T")
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option("--config", "-c", envvar="GENAIOPS_GATEWAY_CONFIG", help="Gateway YAML."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+class _JSONLogs(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "ts": round(record.created, 3),
+                "level": record.levelname,
+                "logger": record.name,
+                "msg": record.getMessage(),
+            }
+        )
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8080,
+    json_: JsonOpt = False,
+) -> None:
+    """Serve /v1/chat/completions, /v1/embeddings, /v1/models, /healthz, /metrics, /admin."""
+    import uvicorn
+
+    from gateway import create_app, load_config
+
+    cfg = load_config(config)
+    handler = logging.StreamHandler()
+    handler.setFormatter(_JSONLogs())
+    logging.getLogger("gateway").addHandler(handler)
+    logging.getLogger("gateway").propagate = False
+    if json_:
+        emit_json({"url": f"http://{host}:{port}/v1", "models": [m.name for m in cfg.models]})
+    else:
+        console.print(
+            f"gateway on http://{host}:{port}/v1 — models: " + ", ".join(m.name for m in cfg.models)
+        )
+    uvicorn.run(create_app(cfg), host=host, port=port, log_level="warning")
+
+
+def _run(config: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``fn(gateway_objects)`` against the configured store without serving."""
+    from gateway.config import load_config
+    from gateway.keys import KeyManager
+    from gateway.ledger import Ledger
+    from gateway.rollout import RolloutManager
+    from gateway.state import open_store
+
+    cfg = load_config(config)
+
+    async def go() -> T:
+        store = open_store(cfg.state.backend, cfg.state_path(), cfg.state.redis_url)
+        ledger = Ledger(cfg.ledger_path())
+        ns = type("Ctx", (), {})()
+        ns.config, ns.store, ns.ledger = cfg, store, ledger
+        ns.keys = KeyManager(store)
+        ns.rollouts = RolloutManager(store, cfg, ledger)
+        try:
+            return await fn(ns)
+        finally:
+            await store.close()
+            ledger.close()
+
+    return asyncio.run(go())
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Label for people.")] = "",
+    team: Annotated[str | None, typer.Option(help="Team (shares team limits).")] = None,
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
+    quota: Annotated[int | None, typer.Option(help="Token quota per period.")] = None,
+    period: Annotated[str, typer.Option(help="Quota period: day or month.")] = "month",
+    safety_policy: Annotated[str | None, typer.Option(help="Named safety policy.")] = None,
+    config: ConfigOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Create a key; the secret is printed once and never stored."""
+    from genaiops.errors import ConfigError
+
+    if period not in ("day", "month"):
+        raise ConfigError("--period must be day or month")
+
+    async def go(ctx: Any) -> tuple[str, Any]:
+        return await ctx.keys.create(
+            name=name,
+            team=team,
+            rpm=rpm,
+            tpm=tpm,
+            quota=quota,
+            period=period,
+            safety_policy=safety_policy,
+        )
+
+    secret, rec = _run(config, go)
+    if json_:
+        emit_json({"key": secret, **rec.public()})
+    else:
+        console.print(
+            f"created {rec.id} ({rec.prefix}…) — store this key now, it is not shown "
+            f"again:\n{secret}"
+        )
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOpt = None, json_: JsonOpt = False) -> None:
+    """List keys (id, prefix, team, limits; never the secret)."""
+    recs = _run(config, lambda ctx: ctx.keys.list())
+    if json_:
+        emit_json([r.public() for r in recs])
+        return
+    t = Table("id", "prefix", "name", "team", "rpm", "tpm", "quota", "period", "revoked")
+    for r in recs:
+        t.add_row(
+            r.id,
+            r.prefix + "…",
+            r.name,
+            r.team or "",
+            *(str(x) if x is not None else "" for x in (r.rpm, r.tpm, r.quota)),
+            r.period,
+            "yes" if r.revoked else "",
+        )
+    console.print(t)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, config: ConfigOpt = None, json_: JsonOpt = False) -> None:
+    """Revoke a key by id (takes effect within a second on running gateways)."""
+    rec = _run(config, lambda ctx: ctx.keys.revoke(key_id))
+    if json_:
+        emit_json(rec.public())
+    else:
+        console.print(f"revoked {rec.id}")
+
+
+@app.command()
+def usage(
+    by: Annotated[str, typer.Option(help="key | model | deployment | day | team")] = "model",
+    since_hours: Annotated[float | None, typer.Option(help="Only the last N hours.")] = None,
+    config: ConfigOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Requests, errors and tokens from the usage ledger."""
+    from genaiops.errors import ConfigError
+
+    since = time.time() - since_hours * 3600 if since_hours else None
+
+    async def go(ctx: Any) -> list[dict[str, Any]]:
+        try:
+            return ctx.ledger.summary(by=by, since=since)  # type: ignore[no-any-return]
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+
+    rows = _run(config, go)
+    if json_:
+        emit_json(rows)
+        return
+    cols = [
+        by,
+        "requests",
+        "errors",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "avg_latency_ms",
+    ]
+    t = Table(*cols)
+    for r in rows:
+        t.add_row(*(str(r[c]) if r[c] is not None else "" for c in cols))
+    console.print(t)
+
+
+def _show(st: Any, json_: bool) -> None:
+    if json_:
+        emit_json(st.to_dict())
+        return
+    console.print(
+        f"{st.alias}: {st.status} — candidate {st.candidate} at {st.weight:g}% "
+        f"(stable {st.stable}); step {st.step + 1}/{len(st.steps)} {st.steps}, "
+        f"every {st.interval_s:g}s"
+    )
+    if st.history:
+        last = st.history[-1]
+        reason = last.get("reason", "")
+        console.print(f"  last event: {last['event']} {reason}".rstrip())
+
+
+@rollout_app.command("start")
+def rollout_start(
+    alias: str,
+    candidate: Annotated[str, typer.Option(help="Deployment to roll out.")],
+    steps: Annotated[str, typer.Option(help="Traffic percentages.")] = "5,25,50,100",
+    interval: Annotated[str, typer.Option(help="Time per step (60s, 5m).")] = "60s",
+    stable: Annotated[str | None, typer.Option(help="Baseline deployment.")] = None,
+    min_samples: Annotated[int | None, typer.Option(help="Candidate requests needed.")] = None,
+    max_error_rate_increase: Annotated[float | None, typer.Option()] = None,
+    max_p95_ratio: Annotated[float | None, typer.Option()] = None,
+    config: ConfigOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Start moving traffic of ALIAS to a candidate deployment step by step."""
+    from gateway.rollout import parse_duration
+    from genaiops.errors import ConfigError
+
+    try:
+        step_list = [float(s) for s in steps.split(",") if s.strip()]
+    except ValueError as e:
+        raise ConfigError(f"--steps: not a list of numbers: {steps!r}") from e
+    secs = parse_duration(interval)
+    st = _run(
+        config,
+        lambda ctx: ctx.rollouts.start(
+            alias,
+            candidate,
+            step_list,
+            secs,
+            stable=stable,
+            min_samples=min_samples,
+            max_error_rate_increase=max_error_rate_increase,
+            max_p95_ratio=max_p95_ratio,
+        ),
+    )
+    _show(st, json_)
+
+
+@rollout_app.command("status")
+def rollout_status(alias: str, config: ConfigOpt = None, json_: JsonOpt = False) -> None:
+    """Where the rollout of ALIAS stands."""
+    from gateway.errors import NotFound
+
+    st = _run(config, lambda ctx: ctx.rollouts.get(alias))
+    if st is None:
+        raise NotFound(f"no rollout for {alias!r}")
+    _show(st, json_)
+
+
+def _action(name: str, doc: str) -> None:
+    def cmd(alias: str, config: ConfigOpt = None, json_: JsonOpt = False) -> None:
+        st = _run(config, lambda ctx: getattr(ctx.rollouts, name)(alias))
+        _show(st, json_)
+
+    cmd.__doc__ = doc
+    rollout_app.command(name)(cmd)
+
+
+_action("promote", "Give the candidate 100% now.")
+_action("rollback", "Send all traffic back to the stable deployment now.")
+_action("pause", "Hold the current weight; no automatic steps.")
+_action("resume", "Continue a paused rollout.")

@@ -1,0 +1,181 @@
+"""Test doubles at the seams only: a fake OpenAI-compatible upstream (httpx transport or a real
+loopback server) and a helper that runs a real gateway under uvicorn on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+
+from gateway import create_app
+from gateway.config import GatewayConfig
+
+ADMIN_KEY = "admin-test-key-0123456789"
+UPSTREAM = "http://upstream.test/v1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class FakeUpstream:
+    """An OpenAI-compatible upstream: answers ``reply`` (streamed word by word when asked).
+
+    ``fail`` is a queue of status codes to answer before succeeding; ``fail_always`` a status
+    for every request; ``delay_s`` a pause before answering; ``requests`` records what came in.
+    """
+
+    reply: str = "Hello from upstream."
+    fail: list[int] = field(default_factory=list)
+    fail_always: int | None = None
+    retry_after: str | None = None
+    delay_s: float = 0.0
+    chunk_delay_s: float = 0.0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handle)
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=self.transport())
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content or b"{}")
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        self.urls.append(str(request.url))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        status = self.fail.pop(0) if self.fail else self.fail_always
+        if status:
+            h = {"retry-after": self.retry_after} if self.retry_after else {}
+            err = {"error": {"message": f"injected {status}", "type": "server_error"}}
+            return httpx.Response(status, json=err, headers=h)
+        if request.url.path.endswith("/embeddings"):
+            inp = body["input"]
+            n = 1 if isinstance(inp, str) else len(inp)
+            data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in
+                    range(n)]
+            return httpx.Response(200, json={"object": "list", "data": data, "model": "m",
+                                             "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+        words = self.reply.split(" ")[: int(body.get("max_tokens") or 10_000)]
+        text = " ".join(words)
+        if body.get("stream"):
+            return httpx.Response(200, stream=_Stream(words, self.chunk_delay_s, body),
+                                  headers={"content-type": "text/event-stream"})
+        return httpx.Response(200, json={
+            "id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": "up",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": len(words),
+                      "total_tokens": 11 + len(words)},
+        })
+
+
+class _Stream(httpx.AsyncByteStream):
+    def __init__(self, words: list[str], delay: float, body: dict[str, Any]):
+        self.words, self.delay, self.body = words, delay, body
+        self.closed = False
+
+    async def __aiter__(self):  # type: ignore[override]
+        def ev(obj: Any) -> bytes:
+            return f"data: {json.dumps(obj)}\n\n".encode()
+
+        base = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": "up"}
+        yield ev({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                       "finish_reason": None}]})
+        for i, w in enumerate(self.words):
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            piece = w if i == 0 else " " + w
+            yield ev({**base, "choices": [{"index": 0, "delta": {"content": piece},
+                                           "finish_reason": None}]})
+        yield ev({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (self.body.get("stream_options") or {}).get("include_usage"):
+            n = len(self.words)
+            yield ev({**base, "choices": [], "usage": {"prompt_tokens": 11,
+                                                       "completion_tokens": n,
+                                                       "total_tokens": 11 + n}})
+        yield b"data: [DONE]\n\n"
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def upstream_config(**kw: Any) -> GatewayConfig:
+    """One alias ``gpt-test`` on an openai_compatible deployment ``up`` (plus extras in ``kw``)."""
+    data: dict[str, Any] = {
+        "deployments": [
+            {"name": "up", "backend": "openai_compatible", "base_url": UPSTREAM, "model": "up-model",
+             "max_retries": 0, "backoff_s": 0.0},
+            {"name": "up-embed", "backend": "openai_compatible", "base_url": UPSTREAM,
+             "kind": "embeddings", "max_retries": 0},
+        ],
+        "models": [
+            {"name": "gpt-test", "deployments": [{"deployment": "up"}]},
+            {"name": "embed-test", "kind": "embeddings", "deployments": [{"deployment": "up-embed"}]},
+        ],
+    }
+    data.update(kw)
+    return GatewayConfig.model_validate(data)
+
+
+@dataclass
+class Running:
+    url: str
+    app: Any
+    server: uvicorn.Server
+
+    @property
+    def gw(self) -> Any:
+        return self.app.state.gateway
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"authorization": f"Bearer {ADMIN_KEY}"},
+                            timeout=30)
+
+    def create_key(self, **limits: Any) -> str:
+        with self.admin() as c:
+            r = c.post("/admin/keys", json=limits)
+            r.raise_for_status()
+            return str(r.json()["key"])
+
+    def client(self, key: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"authorization": f"Bearer {key}"},
+                            timeout=60)
+
+
+@contextmanager
+def serve(config: GatewayConfig, http_client: httpx.AsyncClient | None = None,
+          **kw: Any) -> Iterator[Running]:
+    """A real gateway (uvicorn, lifespan on) on a free loopback port, in a thread."""
+    app = create_app(config, http_client=http_client, **kw)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    deadline = time.time() + 30
+    while not server.started:
+        if time.time() > deadline or not t.is_alive():
+            raise RuntimeError("gateway did not start")
+        time.sleep(0.02)
+    try:
+        yield Running(f"http://127.0.0.1:{port}", app, server)
+    finally:
+        server.should_exit = True
+        t.join(timeout=15)
