@@ -15,7 +15,13 @@ maps it once to OpenAI-shaped JSON.
     │   ├── VersionNotFound      unknown version id or alias
     │   ├── AliasError           alias has no history to roll back to, bad name, ...
     │   └── BuildLockedError     another build holds a lock that it must not share
-    ├── GatewayError             the gateway service (see ``gateway.errors``)
+    ├── GatewayError             the gateway service (``gateway.errors``), each → OpenAI JSON
+    │   ├── InvalidRequest       400 (└── ContentFiltered 400 content_filter)
+    │   ├── AuthenticationFailed 401 · PermissionDenied 403 · NotFound 404 (└── ModelNotFound)
+    │   ├── Conflict 409 · PayloadTooLarge 413
+    │   ├── RateLimited          429 (└── QuotaExceeded 429 insufficient_quota)
+    │   ├── UpstreamFailed       502 (└── UpstreamTimeout 504; BackendFailure per deployment)
+    │   └── SafetyUnavailable    503 the filter failed and the policy fails closed
     └── EvaluationError          flows, runs, metrics and the gate (see ``evaluation``)
 
 Exceptions carry data only; they never log or touch state when raised.
