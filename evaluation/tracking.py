@@ -1,0 +1,67 @@
+"""MLflow tracking: one run per variant with lineage params, metrics and report artifacts.
+
+The store is local by default (``sqlite:///$GENAIOPS_HOME/mlflow.db``); ``MLFLOW_TRACKING_URI``
+points it at a server. Lineage params answer "which index version, prompt and model produced
+this score": ``variant``, ``prompt_hash``, ``index_version_ids``, ``model_alias``,
+``model_deployments``, ``judge``, ``data_sha256_16``, ``git_commit``.
+
+    >>> ids = log_summary(summary, report_paths)                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from genaiops.settings import get_settings
+
+__all__ = ["log_summary", "tracking_uri"]
+
+log = logging.getLogger(__name__)
+
+
+def tracking_uri() -> str:
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    home = get_settings().home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'mlflow.db'}"
+
+
+def log_summary(
+    summary: dict[str, Any],
+    artifacts: dict[str, str] | None = None,
+    experiment: str = "genaiops-eval",
+) -> dict[str, str]:
+    """Log each variant as an MLflow run; returns ``{variant: mlflow_run_id}``."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_experiment(experiment)
+    ids = {}
+    for label, agg in summary["variants"].items():
+        with mlflow.start_run(run_name=f"{summary['run_id']}/{label}") as run:
+            params = {
+                k: (",".join(map(str, v)) if isinstance(v, list) else str(v))
+                for k, v in agg["params"].items()
+                if k != "variant_choice"
+            }
+            mlflow.log_params({k: v[:500] for k, v in params.items()})
+            metrics: dict[str, float] = {
+                "n_errors": float(agg["n_errors"]),
+                "n_lines": float(agg["n_lines"]),
+            }
+            for name, m in agg["metrics"].items():
+                if m["mean"] == m["mean"]:  # not NaN
+                    metrics[name] = float(m["mean"])
+                metrics[f"{name}_n_nan"] = float(m["n_nan"])
+            for name, n in agg.get("judge_failures", {}).items():
+                metrics[f"{name}_failed_judgements"] = float(n)
+            mlflow.log_metrics(metrics)
+            mlflow.set_tags({"genaiops.run_id": summary["run_id"], "genaiops.variant": label})
+            for path in (artifacts or {}).values():
+                mlflow.log_artifact(path)
+            ids[label] = run.info.run_id
+    return ids

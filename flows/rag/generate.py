@@ -1,0 +1,25 @@
+"""Call the gateway with the rendered chat prompt (logic: evaluation.flowtools.generate)."""
+
+import sys
+
+if "promptflow" in sys.modules:  # running under pf: register with promptflow itself
+    from promptflow.connections import OpenAIConnection
+    from promptflow.core import tool
+else:  # the genaiops runner never imports promptflow (slow, phones home, retires 2027-04)
+    from evaluation.flowtools import GatewayConnection as OpenAIConnection
+    from evaluation.flowtools import tool
+
+from evaluation.flowtools import generate as _generate
+
+
+@tool
+def generate(
+    connection: OpenAIConnection,
+    prompt: str,
+    model: str = "genaiops-local",
+    max_tokens: int = 64,
+    temperature: float = 0.0,
+) -> dict:
+    return _generate(
+        connection, prompt, model=model, max_tokens=max_tokens, temperature=temperature
+    )
