@@ -185,7 +185,7 @@ class Catalog:
 
     def clean_leftovers(self) -> list[str]:
         """Remove staging folders whose builder is gone (killed builds)."""
-        removed = []
+        removed: list[str] = []
         if not self.versions_dir.is_dir():
             return removed
         for d in self.versions_dir.glob(".tmp-*"):

@@ -63,7 +63,7 @@ def _sections(text: str) -> list[tuple[int, int, list[str]]]:
     ]
     out: list[tuple[int, int, list[str]]] = []
     path: list[tuple[int, str]] = []
-    prev_start, prev_path = 0, []
+    prev_start, prev_path = 0, list[tuple[int, str]]()
     for pos, level, title in marks:
         if pos > prev_start:
             out.append((prev_start, pos, [t for _, t in prev_path]))

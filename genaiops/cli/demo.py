@@ -16,7 +16,7 @@ SAMPLE_SPEC = Path(__file__).resolve().parents[2] / "indexing" / "specs" / "samp
 def demo(
     question: Annotated[
         str, typer.Option("--question", "-q")
-    ] = "How do I rotate log files with lumen?",
+    ] = "On which port does Lumen expose its Prometheus metrics?",
     json_: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Build the sample index, promote it to `current`, retrieve and answer a question locally."""
@@ -38,7 +38,7 @@ def demo(
                 "build": result.to_dict(),
                 "question": question,
                 "answer": answer.text,
-                "citations": [h.doc_id for h in hits],
+                "citations": list(dict.fromkeys(h.doc_id for h in hits)),
             }
         )
         return
@@ -46,4 +46,4 @@ def demo(
     for q in result.quarantined:
         console.print(f"  [yellow]quarantined[/] {escape(q['path'])}: {escape(q['reason'])}")
     console.print(f"\n[bold]Q:[/] {escape(question)}\n[bold]A:[/] {escape(answer.text.strip())}")
-    console.print("[dim]sources: " + ", ".join(h.doc_id for h in hits) + "[/]")
+    console.print("[dim]sources: " + ", ".join(dict.fromkeys(h.doc_id for h in hits)) + "[/]")

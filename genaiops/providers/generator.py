@@ -94,6 +94,7 @@ def _load(device: str) -> tuple[Any, Any]:
 
     dtype = torch.bfloat16
     cache = _cache_dir()
+    model: Any
     if (cache / "config.json").exists():
         tok = AutoTokenizer.from_pretrained(cache)
         model = AutoModelForCausalLM.from_pretrained(cache, dtype=dtype)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from indexing.store.base import Mode, rrf_fuse
 __all__ = ["FaissBackend", "FaissIndex"]
 
 
-def _stemmer(params: StoreSpec):  # type: ignore[no-untyped-def]
+def _stemmer(params: StoreSpec) -> Any:
     if not params.stemming:
         return None
     import Stemmer
@@ -40,9 +41,10 @@ class FaissIndex:
         import faiss
 
         self.params = params
-        self._dense = faiss.read_index(str(folder / "dense.faiss"))
+        dense: Any = faiss.read_index(str(folder / "dense.faiss"))
         if params.dense == "hnsw":
-            self._dense.hnsw.efSearch = params.hnsw_ef_search
+            dense.hnsw.efSearch = params.hnsw_ef_search
+        self._dense = dense
         self._n = int(self._dense.ntotal)
         lex = folder / "lexical"
         self._lex = bm25s.BM25.load(str(lex), show_progress=False) if self._n else None
@@ -59,15 +61,16 @@ class FaissIndex:
         if self._n == 0 or k <= 0:
             return []
         q = np.ascontiguousarray(np.asarray(vector, dtype=np.float32).reshape(1, -1))
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if allowed is not None:
             if not allowed:
                 return []
             sel = faiss.IDSelectorBatch(np.asarray(sorted(set(allowed)), dtype=np.int64))
+            fx: Any = faiss  # the stubs lack the SearchParameters keyword constructors
             if self.params.dense == "hnsw":
-                sp = faiss.SearchParametersHNSW(sel=sel, efSearch=self.params.hnsw_ef_search)
+                sp = fx.SearchParametersHNSW(sel=sel, efSearch=self.params.hnsw_ef_search)
             else:
-                sp = faiss.SearchParameters(sel=sel)
+                sp = fx.SearchParameters(sel=sel)
             kwargs["params"] = sp
         scores, ids = self._dense.search(q, min(k, self._n), **kwargs)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
@@ -129,6 +132,7 @@ class FaissBackend:
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         dim = int(vectors.shape[1]) if vectors.ndim == 2 and vectors.shape[1] else 1
+        index: Any
         if params.dense == "hnsw":
             index = faiss.IndexHNSWFlat(dim, params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = params.hnsw_ef_construction
