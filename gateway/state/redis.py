@@ -67,10 +67,14 @@ return ver
 class RedisStore:
     """:class:`~gateway.state.base.StateStore` on a Redis server."""
 
-    def __init__(self, url: str, namespace: str = "genaiops:gw:"):
+    def __init__(self, url: str, namespace: str = "genaiops:gw:", max_connections: int = 64):
         self.url = url
         self.ns = namespace
-        self._r = aioredis.Redis.from_url(url, decode_responses=True)
+        # a bounded pool that queues callers: 1,000 concurrent requests must wait, not fail
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=30, decode_responses=True
+        )
+        self._r = aioredis.Redis(connection_pool=pool)
         self._admit = self._r.register_script(_ADMIT)
         self._settle = self._r.register_script(_SETTLE)
         self._cas = self._r.register_script(_CAS)
@@ -136,3 +140,4 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._r.aclose()
+        await self._r.connection_pool.disconnect()

@@ -23,3 +23,11 @@ def upstream() -> FakeUpstream:
 def gateway(upstream: FakeUpstream) -> Iterator[Running]:
     with serve(upstream_config(), upstream.client()) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    from tests.gateway.support import redis_server
+
+    with redis_server() as url:
+        yield url

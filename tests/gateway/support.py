@@ -68,22 +68,47 @@ class FakeUpstream:
         if request.url.path.endswith("/embeddings"):
             inp = body["input"]
             n = 1 if isinstance(inp, str) else len(inp)
-            data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in
-                    range(n)]
-            return httpx.Response(200, json={"object": "list", "data": data, "model": "m",
-                                             "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+            data = [
+                {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(n)
+            ]
+            return httpx.Response(
+                200,
+                json={
+                    "object": "list",
+                    "data": data,
+                    "model": "m",
+                    "usage": {"prompt_tokens": 3, "total_tokens": 3},
+                },
+            )
         words = self.reply.split(" ")[: int(body.get("max_tokens") or 10_000)]
         text = " ".join(words)
         if body.get("stream"):
-            return httpx.Response(200, stream=_Stream(words, self.chunk_delay_s, body),
-                                  headers={"content-type": "text/event-stream"})
-        return httpx.Response(200, json={
-            "id": "chatcmpl-up", "object": "chat.completion", "created": 1, "model": "up",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 11, "completion_tokens": len(words),
-                      "total_tokens": 11 + len(words)},
-        })
+            return httpx.Response(
+                200,
+                stream=_Stream(words, self.chunk_delay_s, body),
+                headers={"content-type": "text/event-stream"},
+            )
+        return httpx.Response(
+            200,
+            json={
+                "id": "chatcmpl-up",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "up",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": 11,
+                    "completion_tokens": len(words),
+                    "total_tokens": 11 + len(words),
+                },
+            },
+        )
 
 
 class _Stream(httpx.AsyncByteStream):
@@ -96,20 +121,38 @@ class _Stream(httpx.AsyncByteStream):
             return f"data: {json.dumps(obj)}\n\n".encode()
 
         base = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": "up"}
-        yield ev({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                       "finish_reason": None}]})
+        yield ev(
+            {
+                **base,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                    }
+                ],
+            }
+        )
         for i, w in enumerate(self.words):
             if self.delay:
                 await asyncio.sleep(self.delay)
             piece = w if i == 0 else " " + w
-            yield ev({**base, "choices": [{"index": 0, "delta": {"content": piece},
-                                           "finish_reason": None}]})
+            yield ev(
+                {
+                    **base,
+                    "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+                }
+            )
         yield ev({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if (self.body.get("stream_options") or {}).get("include_usage"):
             n = len(self.words)
-            yield ev({**base, "choices": [], "usage": {"prompt_tokens": 11,
-                                                       "completion_tokens": n,
-                                                       "total_tokens": 11 + n}})
+            yield ev(
+                {
+                    **base,
+                    "choices": [],
+                    "usage": {"prompt_tokens": 11, "completion_tokens": n, "total_tokens": 11 + n},
+                }
+            )
         yield b"data: [DONE]\n\n"
 
     async def aclose(self) -> None:
@@ -120,14 +163,29 @@ def upstream_config(**kw: Any) -> GatewayConfig:
     """One alias ``gpt-test`` on an openai_compatible deployment ``up`` (plus extras in ``kw``)."""
     data: dict[str, Any] = {
         "deployments": [
-            {"name": "up", "backend": "openai_compatible", "base_url": UPSTREAM, "model": "up-model",
-             "max_retries": 0, "backoff_s": 0.0},
-            {"name": "up-embed", "backend": "openai_compatible", "base_url": UPSTREAM,
-             "kind": "embeddings", "max_retries": 0},
+            {
+                "name": "up",
+                "backend": "openai_compatible",
+                "base_url": UPSTREAM,
+                "model": "up-model",
+                "max_retries": 0,
+                "backoff_s": 0.0,
+            },
+            {
+                "name": "up-embed",
+                "backend": "openai_compatible",
+                "base_url": UPSTREAM,
+                "kind": "embeddings",
+                "max_retries": 0,
+            },
         ],
         "models": [
             {"name": "gpt-test", "deployments": [{"deployment": "up"}]},
-            {"name": "embed-test", "kind": "embeddings", "deployments": [{"deployment": "up-embed"}]},
+            {
+                "name": "embed-test",
+                "kind": "embeddings",
+                "deployments": [{"deployment": "up-embed"}],
+            },
         ],
     }
     data.update(kw)
@@ -145,8 +203,9 @@ class Running:
         return self.app.state.gateway
 
     def admin(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"authorization": f"Bearer {ADMIN_KEY}"},
-                            timeout=30)
+        return httpx.Client(
+            base_url=self.url, headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
+        )
 
     def create_key(self, **limits: Any) -> str:
         with self.admin() as c:
@@ -155,18 +214,21 @@ class Running:
             return str(r.json()["key"])
 
     def client(self, key: str) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"authorization": f"Bearer {key}"},
-                            timeout=60)
+        return httpx.Client(
+            base_url=self.url, headers={"authorization": f"Bearer {key}"}, timeout=60
+        )
 
 
 @contextmanager
-def serve(config: GatewayConfig, http_client: httpx.AsyncClient | None = None,
-          **kw: Any) -> Iterator[Running]:
+def serve(
+    config: GatewayConfig, http_client: httpx.AsyncClient | None = None, **kw: Any
+) -> Iterator[Running]:
     """A real gateway (uvicorn, lifespan on) on a free loopback port, in a thread."""
     app = create_app(config, http_client=http_client, **kw)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
     deadline = time.time() + 30
@@ -179,3 +241,39 @@ def serve(config: GatewayConfig, http_client: httpx.AsyncClient | None = None,
     finally:
         server.should_exit = True
         t.join(timeout=15)
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A throwaway ``redis-server`` on a free loopback port; yields its URL."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed (scripts/setup installs it with apt)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

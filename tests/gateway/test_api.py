@@ -30,7 +30,10 @@ def test_openai_sdk_chat_stream_embeddings_models(gateway: Running, upstream: Fa
 
     chunks = list(
         client.chat.completions.create(
-            model="gpt-test", messages=MSG, max_tokens=20, stream=True,
+            model="gpt-test",
+            messages=MSG,
+            max_tokens=20,
+            stream=True,
             stream_options={"include_usage": True},
         )
     )
@@ -90,8 +93,12 @@ def test_sdk_error_mapping(gateway: Running, upstream: FakeUpstream):
         (b'{"model": "gpt-test", "messages": [{"role": "pirate", "content": "x"}]}', {}, 400),
         (b'{"model": "gpt-test", "messages": [{"role": "user", "content": "x"}], "n": 2}', {}, 400),
         (b'{"model": "gpt-test", "messages": [{"role": "user"}], "max_tokens": 99999999}', {}, 400),
-        (b'{"model": "gpt-test", "messages": [{"role": "user", "content": "x"}], '
-         b'"max_tokens": "many"}', {}, 400),
+        (
+            b'{"model": "gpt-test", "messages": [{"role": "user", "content": "x"}], '
+            b'"max_tokens": "many"}',
+            {},
+            400,
+        ),
         (b"x" * 3_000_000, {"content-type": "application/json"}, 413),
     ],
 )
@@ -121,7 +128,9 @@ def test_auth_forms_and_revocation(gateway: Running):
     body = {"model": "gpt-test", "messages": MSG}
     with httpx.Client(base_url=gateway.url) as c:
         assert c.post("/v1/chat/completions", json=body).status_code == 401
-        assert c.post("/v1/chat/completions", json=body, headers={"api-key": key}).status_code == 200
+        assert (
+            c.post("/v1/chat/completions", json=body, headers={"api-key": key}).status_code == 200
+        )
         with gateway.admin() as admin:
             listed = admin.get("/admin/keys").json()["data"]
             assert key not in json.dumps(listed)  # only id and prefix, never the secret
@@ -153,7 +162,9 @@ def test_unknown_route_and_method_are_openai_shaped(gateway: Running):
 def test_health_and_metrics(gateway: Running):
     key = gateway.create_key()
     with gateway.client(key) as c:
-        c.post("/v1/chat/completions", json={"model": "gpt-test", "messages": MSG}).raise_for_status()
+        c.post(
+            "/v1/chat/completions", json={"model": "gpt-test", "messages": MSG}
+        ).raise_for_status()
         assert c.get("/healthz").json()["status"] == "ok"
         m = c.get("/metrics").text
     assert 'genaiops_gateway_tokens_total{deployment="up",kind="completion"' in m

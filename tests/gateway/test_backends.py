@@ -1,0 +1,239 @@
+"""Backends and routing: retries honouring Retry-After, fallback order, Azure OpenAI wire format,
+timeouts, a gateway whose upstream is another gateway over real HTTP, the local backend."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import openai
+import pytest
+
+from gateway.backends import BackendFailure, HTTPBackend, LocalChatBackend
+from gateway.config import DeploymentConfig
+from gateway.errors import InvalidRequest
+from tests.gateway.support import FakeUpstream, serve, upstream_config
+
+MSG = [{"role": "user", "content": "Say hello"}]
+BODY = {"model": "x", "messages": MSG, "max_tokens": 5}
+
+
+def _dep(**kw) -> DeploymentConfig:
+    base = {
+        "name": "d",
+        "backend": "openai_compatible",
+        "base_url": "http://up.test/v1",
+        "backoff_s": 0.01,
+    }
+    return DeploymentConfig.model_validate({**base, **kw})
+
+
+def test_retries_429_honouring_retry_after_then_succeeds():
+    up = FakeUpstream(fail=[429, 503], retry_after="0.3")
+    b = HTTPBackend(_dep(max_retries=2), up.client())
+    t0 = time.perf_counter()
+    out = asyncio.run(b.chat(BODY))
+    assert out["choices"][0]["message"]["content"] == "Hello from upstream."
+    assert len(up.requests) == 3
+    assert time.perf_counter() - t0 >= 0.6  # waited Retry-After twice, not the 10 ms backoff
+
+
+def test_retry_after_is_capped_and_exhaustion_is_retryable_failure():
+    up = FakeUpstream(fail_always=500, retry_after="3600")
+    b = HTTPBackend(_dep(max_retries=1, max_retry_after_s=0.05), up.client())
+    t0 = time.perf_counter()
+    with pytest.raises(BackendFailure) as ei:
+        asyncio.run(b.chat(BODY))
+    assert ei.value.retryable and ei.value.upstream_status == 500
+    assert len(up.requests) == 2 and time.perf_counter() - t0 < 2
+
+
+def test_client_errors_pass_through_without_retry():
+    up = FakeUpstream(fail=[422])
+    b = HTTPBackend(_dep(max_retries=3), up.client())
+    with pytest.raises(InvalidRequest) as ei:
+        asyncio.run(b.chat(BODY))
+    assert ei.value.status == 422 and len(up.requests) == 1
+
+
+def test_timeout_becomes_504_failure():
+    up = FakeUpstream(delay_s=0.5)
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=req)
+
+    b = HTTPBackend(_dep(max_retries=1), httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    with pytest.raises(BackendFailure) as ei:
+        asyncio.run(b.chat(BODY))
+    assert ei.value.status == 504 and ei.value.retryable
+    assert up.requests == []
+
+
+def test_azure_openai_url_api_key_and_entra(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AZ_KEY", "azkey123")
+    monkeypatch.setenv("AZ_TOKEN", "eyJtoken")
+    up = FakeUpstream()
+    cfg = dict(
+        backend="azure_openai",
+        base_url="https://res.openai.azure.com",
+        azure_deployment="gpt-4o-prod",
+        api_version="2024-10-21",
+    )
+    asyncio.run(HTTPBackend(_dep(**cfg, api_key_env="AZ_KEY"), up.client()).chat(BODY))
+    assert up.urls[-1] == (
+        "https://res.openai.azure.com/openai/deployments/gpt-4o-prod/"
+        "chat/completions?api-version=2024-10-21"
+    )
+    assert up.headers[-1]["api-key"] == "azkey123" and "model" not in up.requests[-1]
+    asyncio.run(HTTPBackend(_dep(**cfg, entra_token_env="AZ_TOKEN"), up.client()).chat(BODY))
+    assert up.headers[-1]["authorization"] == "Bearer eyJtoken"
+    assert "api-key" not in up.headers[-1]
+
+
+def test_fallback_order_serves_from_next_deployment():
+    primary = FakeUpstream(fail_always=503)
+    backup = FakeUpstream(reply="from backup")
+
+    async def route(req: httpx.Request) -> httpx.Response:
+        target = primary if req.url.host == "primary.test" else backup
+        return await target.handle(req)
+
+    cfg = upstream_config(
+        deployments=[
+            {
+                "name": "p",
+                "backend": "openai_compatible",
+                "base_url": "http://primary.test/v1",
+                "max_retries": 1,
+                "backoff_s": 0,
+            },
+            {"name": "b", "backend": "openai_compatible", "base_url": "http://backup.test/v1"},
+        ],
+        models=[{"name": "gpt-test", "deployments": [{"deployment": "p"}], "fallback": ["b"]}],
+    )
+    client = httpx.AsyncClient(transport=httpx.MockTransport(route))
+    with serve(cfg, client) as gw:
+        key = gw.create_key()
+        with gw.client(key) as c:
+            r = c.post("/v1/chat/completions", json={"model": "gpt-test", "messages": MSG})
+            assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == (
+                "from backup"
+            )
+            s = c.post(
+                "/v1/chat/completions", json={"model": "gpt-test", "messages": MSG, "stream": True}
+            )
+            assert "from backup" in s.text.replace('"', "") or "backup" in s.text
+        assert len(primary.requests) == 4  # two requests x (1 try + 1 retry)
+        rows = gw.gw.ledger.rows()
+    served = [r for r in rows if r["outcome"] == "ok"]
+    failed = [r for r in rows if r["outcome"] == "attempt_error"]
+    assert {r["deployment"] for r in served} == {"b"} and {r["deployment"] for r in failed} == {"p"}
+
+
+def test_gateway_behind_gateway_over_real_http(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    """Gateway A's upstream is gateway B (openai_compatible) on loopback; B's upstream is fake."""
+    up = FakeUpstream(reply="deep answer here")
+    with serve(
+        upstream_config(
+            state={"path": str(tmp_path / "b.db"), "ledger_path": str(tmp_path / "b-ledger.db")}
+        ),
+        up.client(),
+    ) as inner:
+        inner_key = inner.create_key()
+        monkeypatch.setenv("INNER_KEY", inner_key)
+        outer_cfg = upstream_config(
+            deployments=[
+                {
+                    "name": "inner",
+                    "backend": "openai_compatible",
+                    "base_url": inner.url + "/v1",
+                    "model": "gpt-test",
+                    "api_key_env": "INNER_KEY",
+                },
+                {
+                    "name": "inner-embed",
+                    "backend": "openai_compatible",
+                    "kind": "embeddings",
+                    "base_url": inner.url + "/v1",
+                    "model": "embed-test",
+                    "api_key_env": "INNER_KEY",
+                },
+            ],
+            models=[
+                {"name": "outer", "deployments": [{"deployment": "inner"}]},
+                {
+                    "name": "outer-embed",
+                    "kind": "embeddings",
+                    "deployments": [{"deployment": "inner-embed"}],
+                },
+            ],
+            state={"path": str(tmp_path / "a.db"), "ledger_path": str(tmp_path / "a-ledger.db")},
+        )
+        with serve(outer_cfg) as outer:  # its own real httpx.AsyncClient
+            key = outer.create_key(tpm=10_000)
+            cli = openai.OpenAI(base_url=outer.url + "/v1", api_key=key, max_retries=0)
+            r = cli.chat.completions.create(model="outer", messages=MSG, max_tokens=10)
+            assert r.choices[0].message.content == "deep answer here" and r.model == "outer"
+            stream = cli.chat.completions.create(
+                model="outer", messages=MSG, stream=True, stream_options={"include_usage": True}
+            )
+            chunks = list(stream)
+            assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+                "deep answer here"
+            )
+            assert chunks[-1].usage is not None
+            e = cli.embeddings.create(model="outer-embed", input="x")
+            assert len(e.data[0].embedding) == 3
+            by_dep = {r["deployment"]: r["requests"] for r in outer.gw.ledger.summary("deployment")}
+            assert by_dep == {"inner": 2, "inner-embed": 1}
+        by_model = {r["model"]: r["requests"] for r in inner.gw.ledger.summary("model")}
+        assert by_model == {"gpt-test": 2, "embed-test": 1}
+
+
+def test_local_backend_batches_concurrent_requests():
+    """Concurrent chats are queued and batched into generate_batch calls (SmolLM2 on CPU)."""
+    b = LocalChatBackend("local", batch_size=8, batch_wait_ms=20)
+
+    async def go():
+        bodies = [
+            {
+                "model": "genaiops-local",
+                "max_tokens": 4,
+                "messages": [{"role": "user", "content": f"Count to {i}"}],
+            }
+            for i in range(4)
+        ]
+        out = await asyncio.gather(*(b.chat(x) for x in bodies))
+        chunks = [c async for c in b.stream(bodies[0])]
+        await b.aclose()
+        return out, chunks
+
+    out, chunks = asyncio.run(go())
+    assert len(out) == 4 and all(o["choices"][0]["message"]["content"] for o in out)
+    assert all(o["usage"]["completion_tokens"] <= 4 for o in out)
+    assert b.batches_run == 1  # four concurrent requests, one padded forward pass
+    assert chunks[-1]["usage"]["completion_tokens"] >= 1
+    assert chunks[-2]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+@pytest.mark.slow
+def test_default_config_serves_embedded_models():
+    """No config: ``genaiops-local`` (SmolLM2) and ``genaiops-embed`` (MiniLM) via the SDK."""
+    from gateway.config import default_config
+
+    with serve(default_config()) as gw:
+        key = gw.create_key()
+        cli = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0, timeout=120)
+        r = cli.chat.completions.create(model="genaiops-local", messages=MSG, max_tokens=4)
+        assert r.choices[0].message.content and r.usage and r.usage.completion_tokens <= 4
+        pieces = [
+            c.choices[0].delta.content or ""
+            for c in cli.chat.completions.create(
+                model="genaiops-local", messages=MSG, max_tokens=4, stream=True
+            )
+            if c.choices
+        ]
+        assert "".join(pieces)
+        e = cli.embeddings.create(model="genaiops-embed", input=["hello", "world"])
+        assert len(e.data) == 2 and len(e.data[0].embedding) == 384

@@ -1,0 +1,168 @@
+"""Keys, rate limits and token quotas through a real gateway: reserve at admission, settle after,
+release on error and disconnect; never overshoot under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.gateway.support import FakeUpstream, Running, serve, upstream_config
+
+MSG = [{"role": "user", "content": "Say hello"}]
+BODY = {"model": "gpt-test", "messages": MSG, "max_tokens": 20}
+
+
+def quota_buckets(gw: Running) -> dict[str, int]:
+    rows = gw.gw.store._conn().execute("SELECT bucket, used FROM counters").fetchall()  # type: ignore[attr-defined]
+    return {b: u for b, u in rows}
+
+
+def _bucket(gw: Running, kind: str) -> int:
+    return sum(u for b, u in quota_buckets(gw).items() if f":{kind}:" in b)
+
+
+def test_headers_rate_limit_and_quota_exhausted(gateway: Running):
+    key = gateway.create_key(rpm=3, tpm=100_000, quota=1_000_000, period="day")
+    with gateway.client(key) as c:
+        r = c.post("/v1/chat/completions", json=BODY)
+        assert r.status_code == 200
+        assert r.headers["x-ratelimit-limit-requests"] == "3"
+        assert r.headers["x-ratelimit-remaining-requests"] == "2"
+        assert r.headers["x-ratelimit-limit-tokens"] == "100000"
+        assert r.headers["x-ratelimit-reset-requests"].endswith("s")
+        c.post("/v1/chat/completions", json=BODY)
+        c.post("/v1/chat/completions", json=BODY)
+        r = c.post("/v1/chat/completions", json=BODY)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded"
+    assert 1 <= int(r.headers["retry-after"]) <= 60 and int(r.headers["retry-after-ms"]) > 0
+
+    small = gateway.create_key(quota=60, period="month")
+    with gateway.client(small) as c:
+        assert c.post("/v1/chat/completions", json=BODY).status_code == 200  # reserves ~32
+        r = c.post("/v1/chat/completions", json={**BODY, "max_tokens": 50})
+    assert r.status_code == 429
+    err = r.json()["error"]
+    assert err["code"] == "insufficient_quota" and err["type"] == "insufficient_quota"
+    assert "retry-after" in r.headers and "x-ratelimit-remaining-quota-tokens" in r.headers
+
+
+def test_settles_to_actual_usage_and_releases_on_error(gateway: Running, upstream: FakeUpstream):
+    key = gateway.create_key(tpm=10_000, quota=10_000, period="day")
+    with gateway.client(key) as c:
+        r = c.post("/v1/chat/completions", json=BODY)
+        used = r.json()["usage"]["total_tokens"]
+        assert _bucket(gateway, "quota") == used  # reservation (prompt + 20) settled to 14
+        assert _bucket(gateway, "tpm") == used
+        upstream.fail_always = 500
+        assert c.post("/v1/chat/completions", json=BODY).status_code == 502
+        assert _bucket(gateway, "quota") == used  # the failed call holds nothing
+    rows = gateway.gw.ledger.rows()
+    assert {r["outcome"] for r in rows} >= {"ok", "error"}
+
+
+def test_team_limits_apply_across_keys():
+    up = FakeUpstream()
+    cfg = upstream_config(teams={"search": {"rpm": 2}})
+    with serve(cfg, up.client()) as gw:
+        a, b = gw.create_key(team="search"), gw.create_key(team="search")
+        other = gw.create_key(team="other")
+        codes = []
+        for k in (a, b, a, other):
+            with gw.client(k) as c:
+                codes.append(c.post("/v1/chat/completions", json=BODY).status_code)
+    assert codes == [200, 200, 429, 200]
+
+
+def test_thousand_concurrent_requests_never_overshoot_quota():
+    quota = 3000
+    up = FakeUpstream(delay_s=0.01)
+    with serve(upstream_config(), up.client()) as gw:
+        key = gw.create_key(quota=quota, period="day")
+        peak = 0
+        stop = threading.Event()
+
+        def monitor():
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, _bucket(gw, "quota"))
+                time.sleep(0.005)
+
+        t = threading.Thread(target=monitor)
+        t.start()
+
+        async def go():
+            limits = httpx.Limits(max_connections=1000)
+            async with httpx.AsyncClient(
+                base_url=gw.url,
+                limits=limits,
+                timeout=120,
+                headers={"authorization": f"Bearer {key}"},
+            ) as c:
+                return await asyncio.gather(
+                    *(c.post("/v1/chat/completions", json=BODY) for _ in range(1000))
+                )
+
+        try:
+            res = asyncio.run(go())
+        finally:
+            stop.set()
+            t.join()
+        codes = [r.status_code for r in res]
+        ok = [r for r in res if r.status_code == 200]
+        assert set(codes) <= {200, 429} and ok
+        assert all(
+            r.json()["error"]["code"] == "insufficient_quota" for r in res if r.status_code == 429
+        )
+        final = _bucket(gw, "quota")
+        billed = sum(r.json()["usage"]["total_tokens"] for r in ok)
+        assert peak <= quota and final <= quota
+        assert final == billed  # every reservation settled to the exact usage
+        ledger_ok = [r for r in gw.gw.ledger.rows(5000) if r["outcome"] == "ok"]
+        assert sum(r["total_tokens"] for r in ledger_ok) == billed and len(ledger_ok) == len(ok)
+
+
+def test_client_disconnect_mid_stream_settles_within_1s():
+    up = FakeUpstream(reply=" ".join(["hello"] * 400), chunk_delay_s=0.01)  # 1 token per word
+    with serve(upstream_config(), up.client()) as gw:
+        key = gw.create_key(quota=100_000, period="day")
+        body = {**BODY, "max_tokens": 400, "stream": True}
+        with httpx.Client(base_url=gw.url, headers={"authorization": f"Bearer {key}"}) as c:  # noqa: SIM117
+            with c.stream("POST", "/v1/chat/completions", json=body) as r:
+                got = 0
+                reserved = 0
+                for line in r.iter_lines():
+                    if line.startswith("data:"):
+                        got += 1
+                    if got == 2 and not reserved:  # mid-stream: prompt + max_tokens held
+                        reserved = _bucket(gw, "quota")
+                    if got >= 3:
+                        break  # leaving iter_lines closes the connection: a real disconnect
+        assert reserved > 400
+        t0 = time.perf_counter()
+        row = None
+        while time.perf_counter() - t0 < 1.0:
+            rows = [x for x in gw.gw.ledger.rows() if x["outcome"] == "disconnected"]
+            if rows and _bucket(gw, "quota") < reserved:
+                row = rows[0]
+                break
+            time.sleep(0.02)
+        assert row is not None, "not settled within 1 s of the disconnect"
+        assert 1 <= row["completion_tokens"] < 400
+        assert _bucket(gw, "quota") == row["total_tokens"]  # partial usage charged, rest released
+
+
+def test_client_disconnect_before_answer_releases_within_1s():
+    up = FakeUpstream(delay_s=5)
+    with serve(upstream_config(), up.client()) as gw:
+        key = gw.create_key(quota=100_000, period="day")
+        with pytest.raises(httpx.ReadTimeout), gw.client(key) as c:
+            c.post("/v1/chat/completions", json=BODY, timeout=0.5)
+        t0 = time.perf_counter()
+        while _bucket(gw, "quota") != 0 and time.perf_counter() - t0 < 1.0:
+            time.sleep(0.02)
+        assert _bucket(gw, "quota") == 0
+        assert any(r["outcome"] == "disconnected" for r in gw.gw.ledger.rows())
