@@ -138,8 +138,10 @@ _INDIRECT = [
 
 _PII: dict[str, str] = {
     "email": r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b",
-    "phone": r"(?<![\w+])(?:\+?\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])\d{3,4}[ .-]\d{3,4}"
-    r"(?![\w])",
+    # +CC, an area code (2-4 digits, maybe in parentheses), 3-4 + 4 digits; not inside a longer
+    # digit run (card numbers, order ids)
+    "phone": r"(?<![\w+])(?<!\d[ .-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])"
+    r"\d{3,4}[ .-]\d{4}(?![ .-]?\d)(?!\w)",
     "credit_card": r"\b(?:\d[ -]?){12,18}\d\b",
     "api_key": r"\b(?:sk-(?:proj-|gw-)?[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]"
     r"{30,}|xox[abpr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]"
