@@ -151,7 +151,7 @@ def _maybe_shadow(gw: Gateway, call: Call, alias: AliasConfig, payload: dict[str
             usage = resp.get("usage") or {}
             pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         except APIError as e:
-            status = e.status
+            status = getattr(e, "upstream_status", None) or e.status
         await gw.ledger.write(
             UsageRow(
                 request_id=f"{call.request_id}:shadow",

@@ -277,3 +277,29 @@ def redis_server() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def routed_client(targets: dict[str, FakeUpstream]) -> httpx.AsyncClient:
+    """One AsyncClient whose requests go to ``targets[host]`` (``http://<host>/v1``)."""
+
+    async def route(req: httpx.Request) -> httpx.Response:
+        return await targets[req.url.host].handle(req)
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(route))
+
+
+def two_deployment_config(weights: tuple[float, float] = (100, 0), **kw: Any) -> GatewayConfig:
+    """Alias ``gpt-test`` over deployments ``stable`` and ``canary`` (hosts of the same names)."""
+    deps = [
+        {"name": n, "backend": "openai_compatible", "base_url": f"http://{n}/v1", "max_retries": 0}
+        for n in ("stable", "canary", "mirror")
+    ]
+    alias: dict[str, Any] = {
+        "name": "gpt-test",
+        "deployments": [
+            {"deployment": "stable", "weight": weights[0]},
+            {"deployment": "canary", "weight": weights[1]},
+        ],
+    }
+    alias.update(kw.pop("alias", {}))
+    return GatewayConfig.model_validate({"deployments": deps, "models": [alias], **kw})
