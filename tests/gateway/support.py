@@ -303,3 +303,92 @@ def two_deployment_config(weights: tuple[float, float] = (100, 0), **kw: Any) ->
     }
     alias.update(kw.pop("alias", {}))
     return GatewayConfig.model_validate({"deployments": deps, "models": [alias], **kw})
+
+
+@contextmanager
+def mock_upstream_server(**kw: Any) -> Iterator[str]:
+    """``gateway.testing``'s fake upstream on a loopback port (thread); yields its ``/v1`` URL."""
+    from gateway.testing import mock_upstream_app
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            mock_upstream_app(**kw),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+        )
+    )
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    while not server.started:
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        t.join(timeout=10)
+
+
+@dataclass
+class GatewayProcess:
+    url: str
+    proc: Any
+
+
+@contextmanager
+def gateway_processes(config_yaml: str, home: Any, n: int = 1) -> Iterator[list[GatewayProcess]]:
+    """``n`` real ``genaiops gateway serve`` processes sharing one config (and its state)."""
+    import os
+    import subprocess
+    import sys
+
+    cfg = home / "gateway.yaml"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(config_yaml)
+    env = {**os.environ, "GENAIOPS_HOME": str(home), "GENAIOPS_ADMIN_KEY": ADMIN_KEY}
+    procs = []
+    try:
+        for _ in range(n):
+            port = free_port()
+            p = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "genaiops",
+                    "gateway",
+                    "serve",
+                    "--config",
+                    str(cfg),
+                    "--port",
+                    str(port),
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            procs.append(GatewayProcess(f"http://127.0.0.1:{port}", p))
+        for gp in procs:
+            deadline = time.time() + 60
+            while True:
+                try:
+                    if httpx.get(gp.url + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if gp.proc.poll() is not None or time.time() > deadline:
+                    err = gp.proc.stderr.read().decode() if gp.proc.poll() is not None else ""
+                    raise RuntimeError(f"gateway process did not start: {err[-2000:]}")
+                time.sleep(0.1)
+        yield procs
+    finally:
+        for gp in procs:
+            if gp.proc.poll() is None:
+                gp.proc.terminate()
+        for gp in procs:
+            try:
+                gp.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                gp.proc.kill()
+                gp.proc.wait()

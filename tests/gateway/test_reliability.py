@@ -1,0 +1,146 @@
+"""Process-level guarantees: kill -9 under load loses no ledger row of a delivered response;
+three gateway processes sharing Redis never overshoot a quota and hold an RPM limit together."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.gateway.support import ADMIN_KEY, gateway_processes, mock_upstream_server
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def _config(upstream: str, state: str) -> str:
+    return (
+        "deployments:\n"
+        f"  - {{name: up, backend: openai_compatible, base_url: '{upstream}', max_retries: 0}}\n"
+        "models:\n"
+        "  - {name: gpt-test, deployments: [{deployment: up}]}\n"
+        f"state: {state}\n"
+    )
+
+
+def _create_key(url: str, **limits) -> str:
+    r = httpx.post(
+        url + "/admin/keys",
+        json=limits,
+        headers={"authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=30,
+    )
+    r.raise_for_status()
+    return str(r.json()["key"])
+
+
+def test_kill9_under_load_loses_no_ledger_row_of_a_delivered_response(tmp_path):
+    ledger = tmp_path / "ledger.db"
+    with (
+        mock_upstream_server(delay_ms=5) as up,
+        gateway_processes(
+            _config(up, f"{{path: '{tmp_path / 's.db'}', ledger_path: '{ledger}'}}"),
+            tmp_path / "home",
+        ) as (gp,),
+    ):
+        key = _create_key(gp.url)
+        delivered: list[str] = []
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def load(i: int) -> None:
+            with httpx.Client(
+                base_url=gp.url, timeout=10, headers={"authorization": f"Bearer {key}"}
+            ) as c:
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    body = {
+                        "model": "gpt-test",
+                        "messages": MSG,
+                        "max_tokens": 8,
+                        "stream": (i + n) % 3 == 0,
+                    }
+                    try:
+                        r = c.post("/v1/chat/completions", json=body)
+                    except httpx.HTTPError:
+                        continue  # the process died mid-request: nothing was delivered
+                    if r.status_code == 200:
+                        with lock:
+                            delivered.append(r.headers["x-request-id"])
+
+        threads = [threading.Thread(target=load, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        time.sleep(2.0)
+        os.kill(gp.proc.pid, signal.SIGKILL)
+        gp.proc.wait()
+        stop.set()
+        for t in threads:
+            t.join()
+    assert len(delivered) > 20
+    with sqlite3.connect(ledger) as db:
+        ids = {r[0] for r in db.execute("SELECT request_id FROM usage")}
+    missing = [rid for rid in delivered if rid not in ids]
+    assert not missing, f"{len(missing)} delivered responses have no ledger row"
+
+
+def _wait_for_fresh_minute() -> None:
+    """Fixed one-minute windows: keep an RPM test inside one window."""
+    if time.time() % 60 > 45:
+        time.sleep(60 - time.time() % 60 + 0.2)
+
+
+@pytest.mark.usefixtures("redis_url")
+def test_three_replicas_sharing_redis_hold_quota_and_rpm(tmp_path, redis_url: str):
+    state = f"{{backend: redis, redis_url: '{redis_url}', ledger_path: '{tmp_path / 'l.db'}'}}"
+    with (
+        mock_upstream_server() as up,
+        gateway_processes(_config(up, state), tmp_path / "home", n=3) as gps,
+    ):
+        urls = [g.url for g in gps]
+        quota = 2000
+        key = _create_key(urls[0], quota=quota, period="day")  # created on one, valid on all
+
+        async def burst(k: str, n: int) -> list[httpx.Response]:
+            clients = [
+                httpx.AsyncClient(
+                    base_url=u,
+                    timeout=60,
+                    limits=httpx.Limits(max_connections=200),
+                    headers={"authorization": f"Bearer {k}"},
+                )
+                for u in urls
+            ]
+            try:
+                body = {"model": "gpt-test", "messages": MSG, "max_tokens": 30}
+                return await asyncio.gather(
+                    *(clients[i % 3].post("/v1/chat/completions", json=body) for i in range(n))
+                )
+            finally:
+                for c in clients:
+                    await c.aclose()
+
+        res = asyncio.run(burst(key, 300))
+        ok = [r for r in res if r.status_code == 200]
+        assert ok and {r.status_code for r in res} <= {200, 429}
+        assert {r.json()["error"]["code"] for r in res if r.status_code == 429} == {
+            "insufficient_quota"
+        }
+        billed = sum(r.json()["usage"]["total_tokens"] for r in ok)
+        import redis
+
+        r = redis.Redis.from_url(redis_url)
+        used = sum(int(r.get(k) or 0) for k in r.keys("genaiops:gw:c:key:*:quota:*"))
+        assert used == billed <= quota
+
+        _wait_for_fresh_minute()
+        rpm_key = _create_key(urls[1], rpm=20)
+        res = asyncio.run(burst(rpm_key, 60))
+        assert sum(r.status_code == 200 for r in res) == 20
+        assert all(r.headers.get("retry-after") for r in res if r.status_code == 429)
