@@ -36,6 +36,8 @@ from genaiops.errors import GenAIOpsError
 __all__ = ["GatewayJudge", "JudgedEvaluator", "Judgement", "Judge", "OfflineJudge"]
 
 Metric = Literal["groundedness", "relevance"]
+_CITATION = re.compile(r"\[[^\[\]]{1,200}\]")
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(\[])")
 _WORD = re.compile(r"[a-z0-9][a-z0-9_./-]*", re.IGNORECASE)
 _STOP = frozenset(
     """a an and are as at be by can do does for from has have how i if in into is it its may
@@ -77,8 +79,8 @@ class OfflineJudge:
 
     >>> OfflineJudge().judge("groundedness", EvalSample(response="port 9464", context="port 80"))
     ... # doctest: +NORMALIZE_WHITESPACE
-    Judgement(score=3.0,
-              reason='1/2 answer content words appear in the context (offline heuristic)')
+    Judgement(score=3.0, reason='1/2 content words of the least supported sentence (of 1)
+              appear in the context (offline heuristic)')
     """
 
     name = "offline"
@@ -95,15 +97,20 @@ class OfflineJudge:
         if metric == "groundedness":
             if not (sample.context or "").strip():
                 raise JudgeError("no context to judge groundedness against")
-            words = _content_words(response)
-            if not words:
-                raise JudgeError("response has no content words")
             ctx = set(_content_words(sample.context or ""))
-            found = sum(w in ctx for w in words)
+            response = _CITATION.sub(" ", response)  # [doc ids] are references, not claims
+            sentences = [w for w in (_content_words(t) for t in _SENT.split(response)) if w]
+            if not sentences:
+                raise JudgeError("response has no content words")
+            # every sentence must be supported: the weakest sentence decides (an invented claim
+            # appended to a true answer is still ungrounded)
+            support = [sum(w in ctx for w in ws) / len(ws) for ws in sentences]
+            worst = min(range(len(support)), key=support.__getitem__)
+            found = sum(w in ctx for w in sentences[worst])
             return Judgement(
-                _to_scale(found / len(words)),
-                f"{found}/{len(words)} answer content words appear in the context "
-                "(offline heuristic)",
+                _to_scale(support[worst]),
+                f"{found}/{len(sentences[worst])} content words of the least supported sentence "
+                f"(of {len(sentences)}) appear in the context (offline heuristic)",
             )
         if metric == "relevance":
             if self._embedder is None:

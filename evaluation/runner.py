@@ -12,6 +12,7 @@ lines; a torn last line from a killed process is cut off, nothing else is ever r
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import secrets
@@ -115,14 +116,34 @@ def _mapping(req: RunRequest, flow: Flow, rows: list[dict[str, Any]]) -> dict[st
             )
         mapping["alias"] = req.index_alias
     check_mapping(mapping, rows, source=str(req.data))
+    from evaluation.data import columns
+
+    cols = columns(rows)
+    from_data = [k for k, v in mapping.items() if isinstance(v, str) and v.startswith("${data.")]
+    if not from_data:
+        raise ColumnMappingError(
+            f"{req.data}: no column feeds any flow input ({', '.join(flow.inputs)}): every "
+            "line would run on defaults; map one with --column-mapping INPUT='${data.COLUMN}'",
+            list(flow.inputs),
+            cols,
+        )
+    for name in flow.inputs:
+        if name in mapping:
+            continue
+        near = difflib.get_close_matches(name, cols, n=1, cutoff=0.8)
+        if near:  # a misspelt column would silently fall back to the input's default
+            raise ColumnMappingError(
+                f"{req.data}: column {near[0]!r} looks like flow input {name!r}, which would "
+                f"silently use its default; rename the column or map {name}='${{data.{near[0]}}}'",
+                [name],
+                cols,
+            )
     needed = [
         n
         for n, spec in flow.inputs.items()
         if spec.default is None and not spec.is_chat_history and n not in mapping
     ]
     if needed:
-        from evaluation.data import columns
-
         raise ColumnMappingError(
             f"{req.data}: flow inputs {needed} have no default and no column; "
             f"map them with --column-mapping INPUT='${{data.COLUMN}}'",

@@ -38,7 +38,14 @@ def log_summary(
     """Log each variant as an MLflow run; returns ``{variant: mlflow_run_id}``."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(experiment) is None and "://" not in uri.replace(
+        "sqlite:///", ""
+    ):
+        # a local store keeps artifacts under GENAIOPS_HOME too (mlflow's default is ./mlruns)
+        artifacts_root = get_settings().home.resolve() / "mlartifacts"
+        mlflow.create_experiment(experiment, artifact_location=artifacts_root.as_uri())
     mlflow.set_experiment(experiment)
     ids = {}
     for label, agg in summary["variants"].items():

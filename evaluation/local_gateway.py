@@ -1,0 +1,106 @@
+"""Start and stop a local gateway for the main job, CI and end-to-end tests.
+
+The gateway is a service, never imported: this runs ``genaiops gateway keys create`` and
+``genaiops gateway serve`` as subprocesses on loopback, waits for ``/healthz``, and always stops
+the server it started (SIGTERM, then SIGKILL).
+
+    >>> with local_gateway() as gw:                                      # doctest: +SKIP
+    ...     print(gw.url, gw.api_key)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from evaluation.errors import EvaluationError
+
+__all__ = ["LocalGateway", "free_port", "local_gateway"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class LocalGateway:
+    url: str
+    api_key: str
+    pid: int
+    log: Path
+
+
+def _cli() -> list[str]:
+    return [sys.executable, "-m", "genaiops.cli"]
+
+
+@contextlib.contextmanager
+def local_gateway(
+    port: int | None = None,
+    *,
+    config: str | None = None,
+    timeout_s: float = 120.0,
+    log_dir: Path | None = None,
+) -> Iterator[LocalGateway]:
+    """A gateway on ``127.0.0.1:port`` with a fresh API key, stopped on exit."""
+    port = port or free_port()
+    env = dict(os.environ)
+    cfg = ["--config", config] if config else []
+    out = subprocess.run(
+        [*_cli(), "gateway", "keys", "create", "--name", "genaiops-eval", "--json", *cfg],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    if out.returncode != 0:
+        raise EvaluationError(f"cannot create a gateway key: {out.stderr.strip()[-400:]}")
+    try:
+        key = json.loads(out.stdout)["key"]
+    except (ValueError, KeyError) as e:
+        raise EvaluationError(f"unexpected 'gateway keys create' output: {out.stdout[:200]}") from e
+    log_dir = log_dir or Path(env.get("GENAIOPS_HOME", ".genaiops"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"gateway-{port}.log"
+    with open(log, "ab") as logf:
+        proc = subprocess.Popen(
+            [*_cli(), "gateway", "serve", "--host", "127.0.0.1", "--port", str(port), *cfg],
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise EvaluationError(
+                    f"gateway exited with {proc.returncode}: {log.read_text()[-800:]}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise EvaluationError(f"gateway not healthy after {timeout_s:.0f}s (log: {log})")
+            time.sleep(0.3)
+        yield LocalGateway(f"{url}/v1", key, proc.pid, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)

@@ -1,0 +1,146 @@
+"""The one module outside ``flows/`` that imports promptflow (it retires 2027-04: keep the seam).
+
+* :func:`ensure_connection` creates/updates the ``genaiops_gateway`` OpenAI connection from
+  genaiops settings, so ``pf flow test`` and the VS Code extension reach the gateway.
+* :func:`pf_batch` runs a variant with ``pf run`` and returns :class:`LineResult` records, so
+  the same scoring, reports and gate work on promptflow's runs.
+
+Headless machines have no system keyring, which promptflow needs to encrypt connection secrets;
+:func:`configure_environment` selects :mod:`evaluation.pf_keyring` then, and turns telemetry and
+tracing off. promptflow's local service (waitress on 127.0.0.1:23333) outlives ``pf run``:
+:func:`stop_service` stops it.
+
+    >>> ensure_connection()                                             # doctest: +SKIP
+    >>> lines = pf_batch("flows/rag", "datasets/sample/qa.jsonl",
+    ...                  {"question": "${data.question}"}, "answer_prompt.terse")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from evaluation.errors import EvaluationError
+from evaluation.executor import LineResult
+from evaluation.flowtools import CONNECTION_NAME
+from evaluation.pf_keyring import BACKEND
+
+__all__ = ["configure_environment", "ensure_connection", "pf_batch", "stop_service"]
+
+
+def configure_environment() -> None:
+    """Quiet, offline-safe promptflow: no tracing, no telemetry, a working keyring."""
+    os.environ.setdefault("PF_DISABLE_TRACING", "true")
+    os.environ.setdefault("PF_DISABLE_TELEMETRY", "true")
+    if "PYTHON_KEYRING_BACKEND" not in os.environ:
+        import keyring
+        from keyring.backends import fail
+
+        if isinstance(keyring.get_keyring(), fail.Keyring):
+            os.environ["PYTHON_KEYRING_BACKEND"] = BACKEND
+            keyring.set_keyring(_file_keyring())
+
+
+def _file_keyring() -> Any:
+    from evaluation.pf_keyring import FileKeyring
+
+    return FileKeyring()
+
+
+def _client() -> Any:
+    configure_environment()
+    from promptflow._sdk._configuration import Configuration
+    from promptflow.client import PFClient
+
+    with contextlib.suppress(AttributeError, OSError):  # = pf config set telemetry.enabled=false
+        Configuration.get_instance().set_config("telemetry.enabled", False)
+    return PFClient()
+
+
+def ensure_connection(
+    name: str = CONNECTION_NAME, base_url: str | None = None, api_key: str | None = None
+) -> dict[str, str]:
+    """Create or update the OpenAI connection ``name`` pointing at the gateway."""
+    from promptflow.entities import OpenAIConnection
+
+    from genaiops.errors import ConfigError
+    from genaiops.settings import get_settings
+
+    s = get_settings()
+    base_url = base_url or s.gateway_url
+    if not base_url:
+        raise ConfigError("GENAIOPS_GATEWAY_URL is not set: where is the gateway?")
+    key = api_key or (s.api_key.get_secret_value() if s.api_key else None) or "none"
+    pf = _client()
+    conn = pf.connections.create_or_update(
+        OpenAIConnection(name=name, api_key=key, base_url=base_url)
+    )
+    return {"name": conn.name, "base_url": str(conn.base_url)}
+
+
+def pf_batch(
+    flow: str | Path,
+    data: str | Path,
+    column_mapping: dict[str, Any],
+    variant: str | None = None,
+    *,
+    concurrency: int = 2,
+) -> list[LineResult]:
+    """Run ``pf run`` for one variant (``node.variant``) and read back per-line results."""
+    pf = _client()
+    t0 = time.perf_counter()
+    kwargs: dict[str, Any] = {}
+    if variant and variant != "default":
+        node, _, vid = variant.partition(".")
+        kwargs["variant"] = f"${{{node}.{vid}}}"
+    mapping = {k: v for k, v in column_mapping.items()}
+    run = pf.run(
+        flow=str(flow),
+        data=str(data),
+        column_mapping=mapping,
+        stream=False,
+        environment_variables={"PF_WORKER_COUNT": str(concurrency)},
+        **kwargs,
+    )
+    elapsed = time.perf_counter() - t0
+    if str(run.status).lower() not in ("completed", "failed"):
+        raise EvaluationError(f"pf run {run.name} ended with status {run.status}")
+    details = pf.get_details(run, all_results=True)
+    records = details.to_dict(orient="records")
+    label = variant or "default"
+    out = []
+    for i, rec in enumerate(records):
+        inputs = {k[7:]: v for k, v in rec.items() if k.startswith("inputs.")}
+        outputs = {k[8:]: v for k, v in rec.items() if k.startswith("outputs.")}
+        line_no = int(inputs.pop("line_number", i))
+        failed = all(v is None or v != v for v in outputs.values())  # NaN/None: the line failed
+        usage = outputs.get("usage") if isinstance(outputs.get("usage"), dict) else {}
+        ctx = outputs.get("context")
+        out.append(
+            LineResult(
+                index=line_no,
+                line_id=str(line_no),
+                variant=label,
+                inputs=inputs,
+                outputs={} if failed else outputs,
+                retrieved=ctx if isinstance(ctx, list) else [],
+                latency_s=elapsed / max(1, len(records)),
+                prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                completion_tokens=int(usage.get("completion_tokens", 0)),
+                error={"node": "", "type": "PromptflowLineError", "message": f"pf run {run.name}"}
+                if failed
+                else None,
+            )
+        )
+    return sorted(out, key=lambda r: r.index)
+
+
+def stop_service() -> None:
+    """Stop promptflow's local service (it keeps running after ``pf run``)."""
+    pf = Path(sys.executable).parent / "pf"
+    subprocess.run([str(pf), "service", "stop"], capture_output=True, check=False, timeout=60)

@@ -1,0 +1,289 @@
+"""Run flows over datasets, score them, and gate pull requests on the results.
+
+genaiops eval run --flow flows/rag --data datasets/sample/qa.jsonl --variants all
+genaiops eval gate --config evaluation/gate.yaml --baseline evaluation/baselines/sample.json
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from genaiops.cli._output import console, emit_json, err_console
+from genaiops.errors import ConfigError
+
+app = typer.Typer(no_args_is_help=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _mapping(pairs: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in pairs or []:
+        key, sep, value = p.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(
+                f"--column-mapping {p!r}: expected INPUT=VALUE, e.g. question='${{data.question}}'"
+            )
+        out[key.strip()] = value.strip()
+    return out
+
+
+class _Bar:
+    """A rich progress bar per variant (stderr), or nothing with --json."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if label not in self.tasks:
+            self.tasks[label] = self.bar.add_task(label, total=total)
+        self.bar.update(self.tasks[label], completed=done, total=total)
+
+    def __enter__(self) -> _Bar:
+        if self.enabled:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+def _print_outcome(outcome: Any, json_: bool, extra: dict[str, Any] | None = None) -> None:
+    from evaluation.reports import render_markdown
+
+    if json_:
+        data = {
+            "run_id": outcome.run.run_id,
+            "reports": outcome.reports,
+            "mlflow_runs": outcome.mlflow_runs,
+            "variants": {
+                k: {
+                    "metrics": {m: v["mean"] for m, v in a["metrics"].items()},
+                    "n_errors": a["n_errors"],
+                    "judge_failures": a["judge_failures"],
+                    "params": a["params"],
+                }
+                for k, a in outcome.summary["variants"].items()
+            },
+            "gate": outcome.gate.to_dict() if outcome.gate else None,
+            **(extra or {}),
+        }
+        emit_json(data)
+        return
+    md = render_markdown(outcome.summary, outcome.gate, max_lines=0)
+    console.print(escape(md.split("<details>")[0].rstrip()))
+    for name, path in outcome.reports.items():
+        console.print(f"[dim]{name}:[/] {escape(path)}")
+
+
+@app.command()
+def run(
+    flow: Annotated[str, typer.Option("--flow", help="Flow folder.")] = "flows/rag",
+    data: Annotated[
+        str, typer.Option("--data", help="JSONL file ('faq' = the python FAQ set).")
+    ] = "datasets/sample/qa.jsonl",
+    variants: Annotated[str, typer.Option(help="default | all | grid | NODE.VARIANT")] = "default",
+    index_alias: Annotated[str | None, typer.Option(help="Index alias for every line.")] = None,
+    column_mapping: Annotated[
+        list[str] | None,
+        typer.Option("--column-mapping", "-m", help="INPUT='${data.COLUMN}' (repeatable)."),
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=64)] = 2,
+    limit: Annotated[int | None, typer.Option(help="Only the first N lines.")] = None,
+    resume: Annotated[str | None, typer.Option(help="Continue an interrupted run id.")] = None,
+    judge: Annotated[str, typer.Option(help="offline | gateway:<model alias>")] = "offline",
+    repeats: Annotated[int, typer.Option(min=1, help="Judge repeats (mean + CI).")] = 1,
+    k: Annotated[int, typer.Option(help="Cut-off for recall@k / nDCG@k.")] = 4,
+    runner: Annotated[str, typer.Option(help="genaiops | pf (promptflow's pf run)")] = "genaiops",
+    baseline: Annotated[str | None, typer.Option(help="Baseline run id or summary file.")] = None,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log to MLflow.")] = True,
+    json_: JsonOpt = False,
+) -> None:
+    """Run a flow's variants over a dataset, score every line, write reports, log to MLflow."""
+    from evaluation.config import EvalConfig, GateConfig, RegressionConfig
+    from evaluation.pipeline import evaluate
+    from evaluation.runner import RunRequest
+
+    cfg = EvalConfig(judge=judge, repeats=repeats, k=k)
+    req = RunRequest(
+        flow=flow,
+        data=data,
+        variants=variants,
+        column_mapping=_mapping(column_mapping),
+        index_alias=index_alias,
+        concurrency=concurrency,
+        limit=limit,
+    )
+    gate = None
+    if baseline:  # comparison only: no thresholds, report every delta with its p-value
+        gate = GateConfig(
+            regression=RegressionConfig(
+                max_drop={
+                    m: float("inf")
+                    for m in (
+                        "groundedness",
+                        "relevance",
+                        "answer_similarity",
+                        "rougeL",
+                        f"recall_at_{k}",
+                    )
+                }
+            )
+        )
+    connections = None
+    if runner == "pf":
+        from evaluation.pf_runner import ensure_connection
+
+        ensure_connection()
+        req.name = "pf"
+        outcome = _pf_evaluate(req, cfg, gate, baseline, track)
+    elif runner != "genaiops":
+        raise ConfigError("--runner must be genaiops or pf")
+    else:
+        with _Bar(not json_) as bar:
+            outcome = evaluate(
+                req,
+                cfg,
+                resume=resume,
+                progress=bar,
+                connections=connections,
+                track=track,
+                gate=gate,
+                baseline=baseline,
+            )
+    _print_outcome(outcome, json_)
+
+
+def _pf_evaluate(req: Any, cfg: Any, gate: Any, baseline: str | None, track: bool) -> Any:
+    """Execute with ``pf run`` (one per variant), then the same scoring/reports/gate."""
+    import json
+    import time
+
+    from evaluation import pf_runner
+    from evaluation.data import default_mapping, load_jsonl
+    from evaluation.flow import load_flow, select_variants
+    from evaluation.pipeline import evaluate
+    from evaluation.runner import _new_run_id, runs_dir
+
+    flow = load_flow(req.flow)
+    rows = load_jsonl(req.data, limit=req.limit)
+    mapping = default_mapping(flow.inputs, rows) | req.column_mapping
+    run_id = _new_run_id(flow, "pf")
+    path = runs_dir() / run_id
+    sets = select_variants(flow, req.variants)
+    try:
+        for vs in sets:
+            lines = pf_runner.pf_batch(
+                flow.path,
+                Path(req.data).resolve(),
+                mapping,
+                vs.label if vs.choice else None,
+                concurrency=req.concurrency,
+            )
+            (path / vs.label).mkdir(parents=True, exist_ok=True)
+            with open(path / vs.label / "lines.jsonl", "w", encoding="utf-8") as f:
+                for ln in lines:
+                    ln.line_id = str(rows[ln.index].get("id", ln.index))
+                    ln.variant = vs.label
+                    f.write(json.dumps(ln.to_dict(), default=str) + "\n")
+    finally:
+        pf_runner.stop_service()
+    (path / "run.json").write_text(
+        json.dumps(
+            {
+                "run_id": run_id,
+                "request": req.to_dict(),
+                "flow_path": str(flow.path),
+                "column_mapping": mapping,
+                "runner": "pf",
+                "created": time.time(),
+                "status": "completed",
+                "variants": [
+                    {"label": v.label, "choice": v.choice, "prompt_hash": flow.prompt_hash(v)}
+                    for v in sets
+                ],
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    return evaluate(req, cfg, existing_run=run_id, track=track, gate=gate, baseline=baseline)
+
+
+@app.command()
+def gate(
+    config: Annotated[str, typer.Option("--config", help="Gate YAML.")] = "evaluation/gate.yaml",
+    baseline: Annotated[str | None, typer.Option(help="Baseline run id or summary file.")] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Gate an existing run.")] = None,
+    report_dir: Annotated[
+        str | None,
+        typer.Option(help="Also copy report.md/html/json and junit.xml here (CI artifacts)."),
+    ] = None,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log to MLflow.")] = True,
+    json_: JsonOpt = False,
+) -> None:
+    """Run the gate config's flow and data, score, and exit 0 (pass) or 1 (fail)."""
+    from evaluation.config import load_gate_config
+    from evaluation.pipeline import run_gate
+
+    cfg = load_gate_config(config)
+    with _Bar(not json_) as bar:
+        outcome = run_gate(cfg, baseline=baseline, existing_run=run_id, progress=bar, track=track)
+    assert outcome.gate is not None
+    if report_dir:
+        dest = Path(report_dir)
+        dest.mkdir(parents=True, exist_ok=True)
+        for name, p in list(outcome.reports.items()):
+            outcome.reports[name] = str(shutil.copy2(p, dest / Path(p).name))
+    _print_outcome(outcome, json_)
+    if not json_:
+        verdict = "[green]PASSED[/]" if outcome.gate.passed else "[red]FAILED[/]"
+        console.print(
+            f"gate {verdict}: {len(outcome.gate.failures)} failed of "
+            f"{len(outcome.gate.checks)} checks"
+        )
+        for c in outcome.gate.failures:
+            console.print(f"  [red]{escape(c.describe())}[/]")
+    raise typer.Exit(0 if outcome.gate.passed else 1)
+
+
+@app.command()
+def agreement(
+    labels: Annotated[
+        str, typer.Option(help="Labeled judge set (JSONL).")
+    ] = "datasets/sample/judge_labels.jsonl",
+    judge: Annotated[str, typer.Option(help="offline | gateway:<model alias>")] = "offline",
+    json_: JsonOpt = False,
+) -> None:
+    """Agreement of a judge with gold grounded/relevant labels (accuracy, Cohen's kappa)."""
+    from evaluation.agreement import measure_agreement
+
+    result = measure_agreement(labels, judge)
+    if json_:
+        emit_json(result)
+        return
+    for metric, r in result["metrics"].items():
+        console.print(
+            f"{metric}: n={r['n']} accuracy={r['accuracy']:.3f} kappa={r['kappa']:.3f} "
+            f"failed={r['failed']} (judge {result['judge']})"
+        )
+        for kind, acc in r["accuracy_by_kind"].items():
+            console.print(f"  {kind}: accuracy {acc:.3f}")

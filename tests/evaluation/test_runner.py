@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evaluation.errors import ColumnMappingError, DataError
+from evaluation.runner import RunRequest, load_run, run_flow, runs_dir
+from tests.evaluation.fake_openai import FakeOpenAI
+
+REPO = Path(__file__).resolve().parents[2]
+QA = str(REPO / "datasets/sample/qa.jsonl")
+
+
+def _data(tmp_path: Path, rows: list[dict]) -> str:
+    p = tmp_path / "data.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(p)
+
+
+def test_run_records_outputs_chunks_tokens_latency(
+    sample_index: Path, fake_gateway: FakeOpenAI
+) -> None:
+    res = run_flow(RunRequest(flow=str(REPO / "flows/rag"), data=QA, variants="all", limit=3))
+    assert set(res.lines) == {"answer_prompt.cited", "answer_prompt.terse"}
+    line = res.lines["answer_prompt.cited"][0]
+    assert line.error is None and line.line_id == "q01"
+    assert line.outputs["answer"] and line.outputs["citations"]
+    assert line.retrieved and line.retrieved[0]["doc_id"] == "guides/getting-started.md"
+    assert line.prompt_tokens == 50 and line.completion_tokens > 0
+    assert line.latency_s > 0 and set(line.node_latency_s) >= {"retrieve", "generate"}
+    assert len(fake_gateway.requests) == 6
+    assert fake_gateway.requests[0]["model"] == "genaiops-local"
+
+
+def test_misspelt_column_fails_before_anything_runs(
+    tmp_path: Path, sample_index: Path, fake_gateway: FakeOpenAI
+) -> None:
+    data = _data(tmp_path, [{"qestion": "How do I install Lumen?"}])
+    with pytest.raises(ColumnMappingError) as e:
+        run_flow(RunRequest(flow=str(REPO / "flows/rag"), data=data))
+    assert "question" in str(e.value) and "qestion" in str(e.value)  # names the available ones
+    with pytest.raises(ColumnMappingError, match="available: qestion"):
+        run_flow(
+            RunRequest(
+                flow=str(REPO / "flows/rag"),
+                data=data,
+                column_mapping={"question": "${data.question}"},
+            )
+        )
+    with pytest.raises(ColumnMappingError, match="unknown flow inputs"):
+        run_flow(
+            RunRequest(
+                flow=str(REPO / "flows/rag"),
+                data=data,
+                column_mapping={"questoin": "${data.qestion}"},
+            )
+        )
+    assert fake_gateway.requests == []
+    assert not runs_dir().exists()
+
+
+def test_bad_data_line_names_file_and_line(tmp_path: Path) -> None:
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"question": "ok"}\n{not json\n')
+    with pytest.raises(DataError, match=r"bad.jsonl:2"):
+        run_flow(RunRequest(flow=str(REPO / "flows/rag"), data=str(p)))
+
+
+def test_node_error_is_recorded_on_the_line_not_raised(
+    tmp_path: Path, sample_index: Path, fake_gateway: FakeOpenAI
+) -> None:
+    data = _data(
+        tmp_path, [{"question": "ok?", "mode": "hybrid"}, {"question": "bad", "mode": "sideways"}]
+    )
+    res = run_flow(RunRequest(flow=str(REPO / "flows/rag"), data=data))
+    good, bad = res.lines["answer_prompt.cited"]
+    assert good.error is None
+    assert bad.error is not None and bad.error["node"] == "retrieve"
+    assert "sideways" in bad.error["message"]
+    assert res.errors() == {"answer_prompt.cited": 1}
+
+
+def test_column_missing_on_some_lines_is_rejected(tmp_path: Path) -> None:
+    data = _data(tmp_path, [{"question": "a", "mode": "dense"}, {"question": "b"}])
+    with pytest.raises(ColumnMappingError, match=r"lines \[2\] lack 'mode'"):
+        run_flow(RunRequest(flow=str(REPO / "flows/rag"), data=data))
+
+
+def test_resume_runs_only_missing_lines_and_repairs_torn_tail(
+    sample_index: Path, fake_gateway: FakeOpenAI
+) -> None:
+    req = RunRequest(
+        flow=str(REPO / "flows/rag"),
+        data=QA,
+        variants="answer_prompt.terse",
+        limit=4,
+        concurrency=1,
+    )
+    first = run_flow(req)
+    lines_file = first.path / "answer_prompt.terse" / "lines.jsonl"
+    kept = lines_file.read_text().splitlines(keepends=True)[:2]
+    lines_file.write_text("".join(kept) + '{"index": 2, "line_id": "q0')  # killed mid-write
+    before = len(fake_gateway.requests)
+    resumed = run_flow(req, resume=first.run_id)
+    assert len(fake_gateway.requests) - before == 2  # lines 2 and 3 only
+    assert [r.index for r in resumed.lines["answer_prompt.terse"]] == [0, 1, 2, 3]
+    assert all(json.loads(x) for x in lines_file.read_text().splitlines())
+    reopened = load_run(first.run_id)
+    assert not reopened.interrupted and len(reopened.lines["answer_prompt.terse"]) == 4

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evaluation.errors import FlowError
+from evaluation.flow import load_flow, select_variants
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _flow(tmp_path: Path, dag: dict, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "flow.dag.yaml").write_text(yaml.safe_dump(dag, sort_keys=False))
+    return tmp_path
+
+
+def _two_variant_dag() -> dict:
+    def prompt(path: str) -> dict:
+        return {
+            "node": {
+                "type": "prompt",
+                "source": {"type": "code", "path": path},
+                "inputs": {"q": "${inputs.q}"},
+            }
+        }
+
+    return {
+        "inputs": {"q": {"type": "string"}},
+        "outputs": {"out": {"type": "string", "reference": "${b.output}"}},
+        "nodes": [{"name": "a", "use_variants": True}, {"name": "b", "use_variants": True}],
+        "node_variants": {
+            "a": {
+                "default_variant_id": "x",
+                "variants": {"x": prompt("p.jinja2"), "y": prompt("p.jinja2")},
+            },
+            "b": {
+                "default_variant_id": "u",
+                "variants": {"u": prompt("p.jinja2"), "v": prompt("p.jinja2")},
+            },
+        },
+    }
+
+
+def test_rag_flow_loads_with_two_prompt_variants() -> None:
+    flow = load_flow(REPO / "flows/rag")
+    assert [n.name for n in flow.resolved_nodes()] == [
+        "retrieve",
+        "answer_prompt",
+        "generate",
+        "format_answer",
+    ]
+    assert [v.label for v in select_variants(flow, "all")] == [
+        "answer_prompt.cited",
+        "answer_prompt.terse",
+    ]
+    assert flow.prompt_hash(select_variants(flow, "all")[0]) != flow.prompt_hash(
+        select_variants(flow, "all")[1]
+    )
+
+
+def test_chat_flow_loads() -> None:
+    flow = load_flow(REPO / "flows/chat")
+    assert flow.inputs["chat_history"].is_chat_history
+
+
+def test_all_is_one_node_at_a_time_and_grid_is_cartesian(tmp_path: Path) -> None:
+    flow = load_flow(_flow(tmp_path, _two_variant_dag(), {"p.jinja2": "{{ q }}"}))
+    assert [v.label for v in select_variants(flow, "default")] == ["a.x+b.u"]
+    assert [v.label for v in select_variants(flow, "all")] == ["a.x+b.u", "a.y+b.u", "a.x+b.v"]
+    assert sorted(v.label for v in select_variants(flow, "grid")) == [
+        "a.x+b.u",
+        "a.x+b.v",
+        "a.y+b.u",
+        "a.y+b.v",
+    ]
+    assert [v.label for v in select_variants(flow, "a.y")] == ["a.y+b.u"]
+    with pytest.raises(FlowError, match="a.x"):
+        select_variants(flow, "a.nope")
+
+
+def test_unknown_node_reference_names_file_and_key(tmp_path: Path) -> None:
+    dag = _two_variant_dag()
+    dag["outputs"]["out"]["reference"] = "${b.output}"
+    dag["node_variants"]["b"]["variants"]["v"]["node"]["inputs"]["q"] = "${aa.output}"
+    with pytest.raises(FlowError) as e:
+        load_flow(_flow(tmp_path, dag, {"p.jinja2": "{{ q }}"}))
+    msg = str(e.value)
+    assert "flow.dag.yaml" in msg and "node_variants.b.variants.v.inputs.q" in msg
+    assert "'aa'" in msg
+
+
+def test_unknown_flow_input_and_missing_file(tmp_path: Path) -> None:
+    dag = _two_variant_dag()
+    dag["node_variants"]["a"]["variants"]["x"]["node"]["inputs"]["q"] = "${inputs.question}"
+    with pytest.raises(FlowError, match="unknown flow input 'question'"):
+        load_flow(_flow(tmp_path, dag, {"p.jinja2": "{{ q }}"}))
+    (tmp_path / "p.jinja2").unlink()
+    with pytest.raises(FlowError, match="not found"):
+        load_flow(_flow(tmp_path, _two_variant_dag(), {}))
+
+
+def test_cycle_is_rejected(tmp_path: Path) -> None:
+    dag = {
+        "inputs": {"q": {"type": "string"}},
+        "outputs": {"o": {"reference": "${a.output}"}},
+        "nodes": [
+            {
+                "name": "a",
+                "type": "prompt",
+                "source": {"type": "code", "path": "p.jinja2"},
+                "inputs": {"x": "${b.output}"},
+            },
+            {
+                "name": "b",
+                "type": "prompt",
+                "source": {"type": "code", "path": "p.jinja2"},
+                "inputs": {"x": "${a.output}"},
+            },
+        ],
+    }
+    with pytest.raises(FlowError, match="cycle"):
+        load_flow(_flow(tmp_path, dag, {"p.jinja2": "{{ x }}"}))
