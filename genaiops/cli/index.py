@@ -6,17 +6,9 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
-from genaiops.cli._output import console, emit_json, err_console
+from genaiops.cli._output import StageBar, console, emit_json
 from genaiops.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True)
@@ -49,25 +41,8 @@ def build(
     if bool(spec) == bool(source):
         raise ConfigError("give exactly one of --spec FILE or --source PATH")
     index_spec = load_index_spec(spec) if spec else adhoc_spec(source or [], name)
-    if json_:
-        result = build_index(index_spec, promote=promote)
-    else:
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-        ) as bar:
-            tasks: dict[str, TaskID] = {}
-
-            def progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=total or 1)
-                bar.update(tasks[stage], completed=done, total=total or 1)
-
-            result = build_index(index_spec, promote=promote, progress=progress)
+    with StageBar(enabled=not json_) as bar:
+        result = build_index(index_spec, promote=promote, progress=bar)
     if json_:
         emit_json(result.to_dict() | {"message": result.message})
     else:
