@@ -174,7 +174,7 @@ def _install_handlers(app: FastAPI) -> None:
         msg = str(exc.detail)
         if exc.status_code == 404:
             msg = f"Unknown request URL: {request.method} {request.url.path}."
-        err = InvalidRequest(msg, status=exc.status_code, code=None)
+        err: APIError = InvalidRequest(msg, status=exc.status_code, code=None)
         if exc.status_code >= 500:
             err = APIError(msg, status=exc.status_code)
         return _error_response(request, err)

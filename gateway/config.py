@@ -39,6 +39,13 @@ __all__ = [
 ]
 
 Kind = Literal["chat", "embeddings"]
+Category = Literal["hate", "sexual", "violence", "self_harm"]
+DetectorName = Literal["offline", "azure"]
+
+
+def _default_thresholds() -> dict[Category, int]:
+    # Azure's default: block medium and high (severity >= 4 on the 0-7 scale)
+    return {"hate": 4, "sexual": 4, "violence": 4, "self_harm": 4}
 
 
 class _Strict(BaseModel):
@@ -123,9 +130,7 @@ class StateConfig(_Strict):
 class SafetyPolicy(_Strict):
     """Thresholds on the Azure 0–7 severity scale; a category at or above its threshold blocks."""
 
-    thresholds: dict[Literal["hate", "sexual", "violence", "self_harm"], int] = Field(
-        default_factory=lambda: {"hate": 4, "sexual": 4, "violence": 4, "self_harm": 4}
-    )
+    thresholds: dict[Category, int] = Field(default_factory=_default_thresholds)
     jailbreak: bool = True
     indirect_attack: bool = True
     pii: Literal["off", "redact", "block"] = "redact"
@@ -139,7 +144,7 @@ class SafetyPolicy(_Strict):
 
 class SafetyConfig(_Strict):
     enabled: bool = True
-    detectors: list[Literal["offline", "azure"]] = Field(default_factory=lambda: ["offline"])
+    detectors: list[DetectorName] = Field(default_factory=lambda: list[DetectorName](["offline"]))
     azure_endpoint: str | None = None
     azure_key_env: str | None = None
     azure_blocklists: list[str] = Field(default_factory=list)
@@ -215,11 +220,13 @@ def default_config() -> GatewayConfig:
             DeploymentConfig(name="local-minilm", backend="local", kind="embeddings"),
         ],
         models=[
-            AliasConfig(name="genaiops-local", deployments=[{"deployment": "local-smollm2"}]),
+            AliasConfig(
+                name="genaiops-local", deployments=[WeightedDeployment(deployment="local-smollm2")]
+            ),
             AliasConfig(
                 name="genaiops-embed",
                 kind="embeddings",
-                deployments=[{"deployment": "local-minilm"}],
+                deployments=[WeightedDeployment(deployment="local-minilm")],
             ),
         ],
     )

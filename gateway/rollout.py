@@ -102,7 +102,7 @@ class RolloutManager:
         self._cache[alias] = (now, st)
         return st
 
-    async def list(self) -> list[RolloutState]:
+    async def all(self) -> list[RolloutState]:
         return [RolloutState.from_dict(v) for _, v in await self.store.kv_list("rollout:")]
 
     async def start(

@@ -80,7 +80,7 @@ class RolloutStart(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     candidate: str
-    steps: list[float] = Field(default_factory=lambda: [5, 25, 50, 100], min_length=1)
+    steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0], min_length=1)
     interval: str = "60s"
     stable: str | None = None
     min_samples: int | None = Field(default=None, ge=1)

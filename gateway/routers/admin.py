@@ -46,7 +46,7 @@ async def usage(
 
 @router.get("/rollouts")
 async def list_rollouts(gw: GW) -> dict[str, Any]:
-    return {"object": "list", "data": [r.to_dict() for r in await gw.rollouts.list()]}
+    return {"object": "list", "data": [r.to_dict() for r in await gw.rollouts.all()]}
 
 
 @router.post("/rollouts/{alias}", status_code=201)

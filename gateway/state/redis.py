@@ -126,7 +126,8 @@ class RedisStore:
 
     async def kv_list(self, prefix: str) -> list[tuple[str, dict[str, Any]]]:
         full = self._k(prefix)
-        names = sorted(n for n in await self._r.smembers(self._index) if n.startswith(full))
+        members = {str(n) for n in await self._r.smembers(self._index)}  # decode_responses=True
+        names = sorted(n for n in members if n.startswith(full))
         out = []
         for n in names:
             v = await self._r.hget(n, "v")

@@ -181,7 +181,8 @@ def usage(
 
     async def go(ctx: Any) -> list[dict[str, Any]]:
         try:
-            return ctx.ledger.summary(by=by, since=since)  # type: ignore[no-any-return]
+            rows: list[dict[str, Any]] = ctx.ledger.summary(by=by, since=since)
+            return rows
         except ValueError as e:
             raise ConfigError(str(e)) from e
 
