@@ -138,6 +138,18 @@ class Catalog:
         self.versions_dir = self.root / "versions"
         self.aliases_dir = self.root / "aliases"
 
+    @staticmethod
+    def names(home: Path | None = None) -> list[str]:
+        """Names of the indexes under ``home`` that have at least one version or alias."""
+        root = (home or get_settings().home) / "indexes"
+        if not root.is_dir():
+            return []
+        return sorted(
+            d.name
+            for d in root.iterdir()
+            if NAME_RE.match(d.name) and ((d / "versions").is_dir() or (d / "aliases").is_dir())
+        )
+
     # -- versions -----------------------------------------------------------------------
     def version_dir(self, version_id: str) -> Path:
         return self.versions_dir / version_id

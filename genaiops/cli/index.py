@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -56,10 +56,18 @@ def build(
 
 
 @app.command("list")
-def list_(index: IndexOpt = "default", json_: JsonOpt = False) -> None:
-    """List versions (oldest first) and the aliases pointing at them."""
+def list_(
+    index: Annotated[
+        str | None, typer.Option("--index", "-i", envvar="GENAIOPS_INDEX", help="Index name.")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List indexes, or one index's versions (oldest first) and the aliases pointing at them."""
     from indexing import Catalog
 
+    if index is None:
+        _list_indexes(json_)
+        return
     cat = Catalog(index)
     aliases = cat.aliases()
     rows = [
@@ -85,6 +93,23 @@ def list_(index: IndexOpt = "default", json_: JsonOpt = False) -> None:
             str(r["quarantined"]),
             ", ".join(r["aliases"]),
         )
+    console.print(table)
+
+
+def _list_indexes(json_: bool) -> None:
+    from indexing import Catalog
+
+    rows: list[dict[str, Any]] = []
+    for name in Catalog.names():
+        cat = Catalog(name)
+        rows.append({"index": name, "versions": len(cat.versions()), "aliases": cat.aliases()})
+    if json_:
+        emit_json({"indexes": rows})
+        return
+    table = Table("index", "versions", "aliases", title="indexes (genaiops index list -i NAME)")
+    for r in rows:
+        aliases = ", ".join(f"{a}={v}" for a, v in r["aliases"].items())
+        table.add_row(r["index"], str(r["versions"]), aliases)
     console.print(table)
 
 
@@ -168,6 +193,10 @@ def query(
     k: Annotated[int, typer.Option("-k", min=1, max=1000)] = 5,
     mode: Annotated[str, typer.Option("--mode", help="dense|lexical|hybrid")] = "hybrid",
     alias: Annotated[str, typer.Option("--alias", "-a", help="Alias or version id.")] = "current",
+    filter_: Annotated[
+        list[str] | None,
+        typer.Option("--filter", help="KEY=VALUE on doc_id, source, title, url, doc_id_prefix."),
+    ] = None,
     index: IndexOpt = "default",
     json_: JsonOpt = False,
 ) -> None:
@@ -176,7 +205,14 @@ def query(
 
     if mode not in ("dense", "lexical", "hybrid"):
         raise ConfigError(f"--mode must be dense, lexical or hybrid, not {mode!r}")
-    hits = Retriever(index, alias).retrieve(text, k=k, mode=mode)  # type: ignore[arg-type]
+    filters: dict[str, str] = {}
+    for item in filter_ or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--filter {item!r}: expected KEY=VALUE, e.g. doc_id_prefix=guides/")
+        filters[key.strip()] = value
+    retriever = Retriever(index, alias)
+    hits = retriever.retrieve(text, k=k, mode=mode, filters=filters or None)  # type: ignore[arg-type]
     if json_:
         emit_json({"query": text, "mode": mode, "hits": [h.to_dict() for h in hits]})
         return

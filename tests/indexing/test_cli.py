@@ -37,8 +37,16 @@ def test_adhoc_build_query_list_show_json() -> None:
     hits = json.loads(out)["hits"]
     assert hits[0]["doc_id"] == "getting-started.md"
     assert hits[0]["version_id"] == build["version_id"]
-    code, out = invoke("index", "list", "--json")
+    code, out = invoke("index", "list", "-i", "default", "--json")
     assert json.loads(out)["aliases"] == {"current": build["version_id"]}
+    code, out = invoke("index", "list", "--json")
+    assert json.loads(out)["indexes"] == [
+        {"index": "default", "versions": 1, "aliases": {"current": build["version_id"]}}
+    ]
+    code, out = invoke("index", "query", "stop", "--filter", "doc_id=rotation.md", "--json")
+    assert {h["doc_id"] for h in json.loads(out)["hits"]} == {"rotation.md"}
+    code, out = invoke("index", "query", "stop", "--filter", "nonsense")
+    assert code != 0
     code, out = invoke("index", "show", "current", "--json")
     assert json.loads(out)["counts"]["documents"] == 4
 
