@@ -31,7 +31,7 @@ from genaiops.settings import get_settings
 from indexing.chunking import Chunk
 from indexing.spec import NAME_RE
 
-__all__ = ["Catalog", "read_chunks", "write_chunks"]
+__all__ = ["Catalog", "prune_embedding_cache", "read_chunks", "write_chunks"]
 
 
 def _atomic_write_json(path: Path, data: Any) -> None:
@@ -336,6 +336,14 @@ class Catalog:
             "chunks_unchanged": len(ca & cb),
         }
 
+    def chunk_keys(self) -> set[tuple[str, str]]:
+        """(model id, chunk hash) of every chunk in every published version."""
+        keys: set[tuple[str, str]] = set()
+        for m in self.versions():
+            model = m["model_id"]
+            keys.update((model, h) for h in self._chunk_hashes(m["version_id"]))
+        return keys
+
     def _chunk_hashes(self, version_id: str) -> set[str]:
         db = sqlite3.connect(
             f"file:{self.version_dir(version_id) / 'chunks.sqlite'}?mode=ro", uri=True
@@ -344,3 +352,26 @@ class Catalog:
             return {r[0] for r in db.execute("SELECT hash FROM chunks")}
         finally:
             db.close()
+
+
+def prune_embedding_cache(home: Path | None = None) -> dict[str, int]:
+    """Drop cached vectors that no published version of any index uses.
+
+    A build running at the same time only loses cache hits for chunks it has not published yet
+    (it keeps its own vectors in memory), so this is safe but best run between builds.
+    """
+    from indexing.embedcache import EmbeddingCache
+
+    home = home or get_settings().home
+    path = home / "cache" / "embeddings.sqlite"
+    if not path.exists():
+        return {"removed": 0, "kept": 0}
+    keep: set[tuple[str, str]] = set()
+    for name in Catalog.names(home):
+        keep |= Catalog(name, home=home).chunk_keys()
+    cache = EmbeddingCache(path)
+    try:
+        removed = cache.prune(keep)
+        return {"removed": removed, "kept": cache.count()}
+    finally:
+        cache.close()

@@ -56,6 +56,23 @@ class EmbeddingCache:
             self._db.execute("ROLLBACK")
             raise
 
+    def prune(self, keep: Iterable[tuple[str, str]]) -> int:
+        """Delete every vector whose (model, hash) is not in ``keep``; returns how many."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS keep (model TEXT, hash TEXT)")
+            self._db.execute("DELETE FROM keep")
+            self._db.executemany("INSERT INTO keep VALUES (?, ?)", keep)
+            cur = self._db.execute(
+                "DELETE FROM emb WHERE NOT EXISTS (SELECT 1 FROM keep k "
+                "WHERE k.model = emb.model AND k.hash = emb.hash)"
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return int(cur.rowcount)
+
     def count(self, model: str | None = None) -> int:
         if model is None:
             return int(self._db.execute("SELECT COUNT(*) FROM emb").fetchone()[0])

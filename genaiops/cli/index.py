@@ -175,16 +175,29 @@ def diff(v1: str, v2: str, index: IndexOpt = "default", json_: JsonOpt = False) 
 @app.command()
 def gc(
     keep: Annotated[int, typer.Option("--keep", min=0)] = 3,
+    prune_cache: Annotated[
+        bool, typer.Option("--prune-cache", help="Also drop cached embeddings no version uses.")
+    ] = False,
     index: IndexOpt = "default",
     json_: JsonOpt = False,
 ) -> None:
     """Delete old versions, keeping the newest N; aliased versions are never deleted."""
     from indexing import Catalog
+    from indexing.catalog import prune_embedding_cache
 
-    r = Catalog(index).gc(keep)
-    emit_json(r) if json_ else console.print(
+    r: dict[str, Any] = dict(Catalog(index).gc(keep))
+    if prune_cache:
+        r["cache"] = prune_embedding_cache()
+    if json_:
+        emit_json(r)
+        return
+    console.print(
         f"deleted {len(r['deleted'])}: {', '.join(r['deleted']) or '-'}; kept {len(r['kept'])}"
     )
+    if prune_cache:
+        console.print(
+            f"embedding cache: removed {r['cache']['removed']}, kept {r['cache']['kept']}"
+        )
 
 
 @app.command()

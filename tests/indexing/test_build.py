@@ -91,6 +91,14 @@ def test_promote_rollback_and_gc(spec: IndexSpec, corpus: Path) -> None:
     assert result["deleted"] == [v2]
     assert {m["version_id"] for m in cat.versions()} == {v1, v3}
     assert Retriever("sample", "prod").retrieve("rotation", k=1)[0].version_id == v1
+    # the chunks only v2 had ("new.md") leave the embedding cache; shared ones stay
+    from indexing.catalog import prune_embedding_cache
+
+    pruned = prune_embedding_cache()
+    assert pruned["removed"] == 0  # v3 still has every chunk v2 had
+    cat.gc(keep=0)  # v3 goes too (v1 is aliased)
+    pruned = prune_embedding_cache()
+    assert pruned["removed"] >= 2 and pruned["kept"] == len(cat.chunk_keys())
     with pytest.raises(VersionNotFound):
         cat.resolve("v-doesnotexist")
 
