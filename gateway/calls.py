@@ -27,6 +27,7 @@ from gateway.errors import APIError, ModelNotFound, UpstreamFailed
 from gateway.keys import KeyRecord
 from gateway.ledger import UsageRow
 from gateway.quotas import Reservation
+from gateway.state import SQLiteStore
 
 __all__ = ["Call", "ClientDisconnected", "resolve_alias"]
 
@@ -108,8 +109,11 @@ class Call:
             return
         self.done = True
         with anyio.CancelScope(shield=True):
-            if self.reservation is not None:
-                await self.gw.limiter.settle(self.reservation, prompt_tokens + completion_tokens)
+            deltas = (
+                self.gw.limiter.settle_deltas(self.reservation, prompt_tokens + completion_tokens)
+                if self.reservation is not None
+                else []
+            )
             row = self._row(
                 deployment=deployment,
                 prompt_tokens=prompt_tokens,
@@ -119,7 +123,26 @@ class Call:
                 error_code=error.error_code if error else None,
                 safety=safety or {},
             )
-            await self.gw.ledger.write(row)
+            store = self.gw.store
+            if isinstance(store, SQLiteStore):  # one worker-thread hop for both writes
+                await asyncio.to_thread(self._settle_and_record, store, deltas, row)
+            else:
+                if deltas:
+                    await store.settle(deltas)
+                await self.gw.ledger.write(row)
+        log.info(
+            "request %s key=%s alias=%s deployment=%s status=%s outcome=%s tokens=%d+%d "
+            "latency_ms=%.1f",
+            self.request_id,
+            self.key.id,
+            self.alias,
+            deployment,
+            status,
+            outcome,
+            prompt_tokens,
+            completion_tokens,
+            row.latency_ms or 0.0,
+        )
         m = self.gw.metrics
         m.requests.labels(self.alias, deployment or "", str(status)).inc()
         if deployment:
@@ -127,6 +150,13 @@ class Call:
             team = self.key.team or ""
             m.tokens.labels(self.alias, deployment, team, "prompt").inc(prompt_tokens)
             m.tokens.labels(self.alias, deployment, team, "completion").inc(completion_tokens)
+
+    def _settle_and_record(
+        self, store: SQLiteStore, deltas: list[tuple[str, int, float]], row: UsageRow
+    ) -> None:
+        if deltas:
+            store.settle_sync(deltas)
+        self.gw.ledger.write_sync(row)
 
     async def mark_streaming(self, deployment: str) -> None:
         """Record the request before the first byte of a streamed answer leaves."""

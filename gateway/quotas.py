@@ -133,19 +133,25 @@ class Limiter:
         res.headers = _headers(slots, result.used, ok=True)
         return res
 
-    async def settle(self, res: Reservation, used_tokens: int) -> None:
-        """Give back ``reserved - used`` tokens (never charge more than was reserved)."""
+    def settle_deltas(self, res: Reservation, used_tokens: int) -> list[tuple[str, int, float]]:
+        """The bucket changes that give back ``reserved - used`` tokens (at most once).
+
+        Never charges more than was reserved: admission is the only place a limit is checked.
+        """
         if res.settled:
-            return
+            return []
         res.settled = True
         give_back = res.tokens - min(max(0, used_tokens), res.tokens)
         if give_back <= 0:
-            return
-        deltas = [
+            return []
+        return [
             (s.counter.bucket, -give_back, s.counter.ttl_s)
             for s in res.slots
             if s.kind in ("tokens", "quota")
         ]
+
+    async def settle(self, res: Reservation, used_tokens: int) -> None:
+        deltas = self.settle_deltas(res, used_tokens)
         if deltas:
             await self.store.settle(deltas)
 

@@ -169,6 +169,9 @@ class OfflineDetector:
             c: [(sev, re.compile(p, re.I | re.S)) for sev, p in pats]
             for c, pats in _LEXICON.items()
         }
+        # one combined pattern as a pre-filter: a benign text is scanned once, not 16 times
+        every = (p for pats in _LEXICON.values() for _, p in pats)
+        self._lex_any = re.compile("|".join(f"(?:{p})" for p in every), re.I | re.S)
         self._jail = re.compile("|".join(f"(?:{p})" for p in _JAILBREAK), re.I | re.S)
         self._indirect = re.compile("|".join(f"(?:{p})" for p in _INDIRECT), re.I | re.S)
         self._pii = {t: re.compile(p) for t, p in _PII.items()}
@@ -177,16 +180,31 @@ class OfflineDetector:
             re.compile("|".join(rf"\b{re.escape(t)}\b" for t in terms), re.I) if terms else None
         )
 
+    def _pii_candidates(self, text: str) -> list[str]:
+        """Cheap pre-checks so most texts skip most PII patterns."""
+        kinds = []
+        if "@" in text:
+            kinds.append("email")
+        digits = sum(ch.isdigit() for ch in text) if len(text) < 20_000 else 99
+        if digits >= 7:
+            kinds.append("phone")
+        if digits >= 13:
+            kinds.append("credit_card")
+        if any(k in text for k in ("sk-", "AKIA", "gh", "xox", "AIza", "eyJ")):
+            kinds.append("api_key")
+        return kinds
+
     def analyze(self, text: str, role: Role) -> Analysis:
         a = Analysis()
-        for cat, pats in self._lex.items():
-            a.severities[cat] = max((sev for sev, rx in pats if rx.search(text)), default=0)
+        if self._lex_any.search(text):
+            for cat, pats in self._lex.items():
+                a.severities[cat] = max((sev for sev, rx in pats if rx.search(text)), default=0)
         if role == "prompt":
             a.attack = bool(self._jail.search(text))
         elif role == "document":
             a.attack = bool(self._indirect.search(text))
-        for typ, rx in self._pii.items():
-            for m in rx.finditer(text):
+        for typ in self._pii_candidates(text):
+            for m in self._pii[typ].finditer(text):
                 if typ == "credit_card":
                     digits = re.sub(r"\D", "", m.group())
                     if not (13 <= len(digits) <= 19 and _luhn(digits)):
