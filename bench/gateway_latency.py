@@ -1,0 +1,418 @@
+"""Gateway added latency, throughput ceiling and local-backend tokens/s.
+
+Everything runs on loopback on this machine: a mock OpenAI-compatible upstream
+(``gateway.testing``, its own process), our gateway (``genaiops gateway serve``, its own process)
+with quota + safety off and on, and — when ``bench/.venv-litellm`` exists — the LiteLLM proxy
+pointed at the same mock.  The load generator (aiohttp, this process) sends non-streaming chat
+requests at fixed concurrency; *added latency* = p50/p99 through a proxy minus p50/p99 calling
+the mock directly at the same concurrency, in the same run.
+
+    python bench/gateway_latency.py                  # writes bench/results/gateway_latency.json
+    python bench/gateway_latency.py --quick          # fewer requests
+    python bench/gateway_latency.py --render         # print the markdown section from the JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+LITELLM_VENV = ROOT / "bench" / ".venv-litellm"
+ADMIN = "bench-admin-key-0123456789"
+LITELLM_KEY = "sk-bench-" + "0123456789abcdef" * 4  # master key only (no database)
+BODY = {
+    "model": "gpt-test",
+    "messages": [{"role": "user", "content": "Say hello."}],
+    "max_tokens": 16,
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    import urllib.error
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process and its children so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def start(cmd: list[str], env: dict[str, str], health: str) -> subprocess.Popen[bytes]:
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_http(health, p)
+    return p
+
+
+def stop(p: subprocess.Popen[bytes]) -> None:
+    p.terminate()
+    try:
+        p.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
+async def load(
+    url: str, headers: dict[str, str], concurrency: int, total: int, body: dict[str, Any]
+) -> dict[str, Any]:
+    import aiohttp
+
+    lat: list[float] = []
+    errors = 0
+    todo = total
+    conn = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=conn, headers=headers) as s:
+
+        async def worker() -> None:
+            nonlocal todo, errors
+            while todo > 0:
+                todo -= 1
+                t0 = time.perf_counter()
+                async with s.post(url, json=body) as r:
+                    await r.read()
+                    if r.status != 200:
+                        errors += 1
+                lat.append(time.perf_counter() - t0)
+
+        # warm-up: connections, caches, JIT-less but lazy imports on the server side
+        for _ in range(min(50, total)):
+            async with s.post(url, json=body) as r:
+                await r.read()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    ms = np.asarray(lat) * 1000
+    return {
+        "n": len(lat),
+        "errors": errors,
+        "rps": round(len(lat) / wall, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+    }
+
+
+def gateway_yaml(upstream: str, state_dir: Path, on: bool) -> str:
+    return (
+        "deployments:\n"
+        f"  - {{name: mock, backend: openai_compatible, base_url: '{upstream}', model: mock,"
+        " max_retries: 0}\n"
+        "models:\n  - {name: gpt-test, deployments: [{deployment: mock}]}\n"
+        f"state: {{path: '{state_dir / 'state.db'}', ledger_path: '{state_dir / 'ledger.db'}'}}\n"
+        f"safety: {{enabled: {'true' if on else 'false'}}}\n"
+    )
+
+
+def litellm_yaml(upstream: str) -> str:
+    return (
+        "model_list:\n"
+        "  - model_name: gpt-test\n"
+        "    litellm_params: {model: openai/mock, api_base: '" + upstream + "', api_key: x}\n"
+        "litellm_settings: {drop_params: true, telemetry: false}\n"
+    )
+
+
+def run_proxies(levels: list[int], per_level: int) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="gw-bench-"))
+    env = {
+        **os.environ,
+        "GENAIOPS_HOME": str(tmp / "home"),
+        "GENAIOPS_ADMIN_KEY": ADMIN,
+        "GENAIOPS_LOG_LEVEL": "WARNING",
+    }
+    up_port = free_port()
+    upstream = f"http://127.0.0.1:{up_port}/v1"
+    mock = start(
+        [sys.executable, "-m", "gateway.testing", "--port", str(up_port)],
+        env,
+        upstream.replace("/v1", "/v1/models"),
+    )
+    targets: dict[str, tuple[str, dict[str, str]]] = {"direct": (upstream, {})}
+    pids: dict[str, int] = {"direct": mock.pid}
+    procs: list[subprocess.Popen[bytes]] = []
+    results: dict[str, Any] = {}
+    try:
+        order = ["direct", "gateway (quota+safety off)", "gateway (quota+safety on)"]
+        for label, on in (
+            ("gateway (quota+safety off)", False),
+            ("gateway (quota+safety on)", True),
+        ):
+            d = tmp / label.split()[-2].strip("(")
+            d.mkdir(parents=True, exist_ok=True)
+            cfg = d / "gateway.yaml"
+            cfg.write_text(gateway_yaml(upstream, d, on))
+            port = free_port()
+            p = start(
+                [
+                    sys.executable,
+                    "-m",
+                    "genaiops",
+                    "gateway",
+                    "serve",
+                    "--config",
+                    str(cfg),
+                    "--port",
+                    str(port),
+                ],
+                env,
+                f"http://127.0.0.1:{port}/healthz",
+            )
+            procs.append(p)
+            base = f"http://127.0.0.1:{port}"
+            import urllib.request
+
+            limits = {"rpm": 10**9, "tpm": 10**12, "quota": 10**15, "period": "month"} if on else {}
+            req = urllib.request.Request(
+                base + "/admin/keys",
+                data=json.dumps(limits).encode(),
+                method="POST",
+                headers={"authorization": f"Bearer {ADMIN}", "content-type": "application/json"},
+            )
+            with urllib.request.urlopen(req) as r:
+                key = json.loads(r.read())["key"]
+            targets[label] = (base + "/v1", {"authorization": f"Bearer {key}"})
+            pids[label] = p.pid
+        litellm = LITELLM_VENV / "bin" / "litellm"
+        if litellm.exists():
+            cfg = tmp / "litellm.yaml"
+            cfg.write_text(litellm_yaml(upstream))
+            port = free_port()
+            lenv = {
+                **env,
+                "LITELLM_LOG": "ERROR",
+                "LITELLM_TELEMETRY": "False",
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                "LITELLM_MASTER_KEY": LITELLM_KEY,
+            }
+            p = start(
+                [str(litellm), "--config", str(cfg), "--port", str(port), "--num_workers", "1"],
+                lenv,
+                f"http://127.0.0.1:{port}/health/liveliness",
+            )
+            procs.append(p)
+            targets["litellm proxy"] = (
+                f"http://127.0.0.1:{port}/v1",
+                {"authorization": f"Bearer {LITELLM_KEY}"},
+            )
+            order.append("litellm proxy")
+            pids["litellm proxy"] = p.pid
+            results["litellm_version"] = subprocess.run(
+                [
+                    str(LITELLM_VENV / "bin" / "python"),
+                    "-c",
+                    "import importlib.metadata as m; print(m.version('litellm'))",
+                ],
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+        for c in levels:
+            for label in order:
+                url, headers = targets[label]
+                n = per_level * max(1, c // 4) if c > 1 else per_level
+                log(f"{label}: concurrency {c}, {n} requests")
+                cpu0 = cpu_seconds(pids[label])
+                r = asyncio.run(load(url + "/chat/completions", headers, c, n, BODY))
+                # CPU the proxy process itself spent per request (incl. warm-up requests):
+                # independent of how busy the shared cores are
+                r["cpu_ms_per_req"] = round(
+                    (cpu_seconds(pids[label]) - cpu0) * 1000 / (r["n"] + min(50, n)), 3
+                )
+                results.setdefault("levels", {}).setdefault(str(c), {})[label] = r
+    finally:
+        for p in procs:
+            stop(p)
+        stop(mock)
+        shutil.rmtree(tmp, ignore_errors=True)
+    for lvl in results.get("levels", {}).values():
+        base = lvl["direct"]
+        for label, r in lvl.items():
+            if label != "direct":
+                r["added_p50_ms"] = round(r["p50_ms"] - base["p50_ms"], 3)
+                r["added_p99_ms"] = round(r["p99_ms"] - base["p99_ms"], 3)
+    return results
+
+
+def local_tokens_per_s(max_tokens: int) -> dict[str, Any]:
+    """SmolLM2 through the local backend: one stream, and 8 concurrent batched requests."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("GENAIOPS_MODEL_CACHE", str(ROOT / ".genaiops" / "test-models"))
+    from gateway.backends import LocalChatBackend
+    from genaiops.providers import get_local_generator
+
+    get_local_generator().warm_up()
+    b = LocalChatBackend("local", batch_size=8, batch_wait_ms=5)
+    msg = [{"role": "user", "content": "Write a short paragraph about rivers."}]
+    body = {"model": "genaiops-local", "messages": msg, "max_tokens": max_tokens}
+
+    async def go() -> dict[str, Any]:
+        await b.chat({**body, "max_tokens": 4})  # warm
+        t0 = time.perf_counter()
+        n = 0
+        first = None
+        async for ch in b.stream(body):
+            if ch.get("choices") and ch["choices"][0]["delta"].get("content"):
+                first = first or time.perf_counter() - t0
+            if ch.get("usage"):
+                n = ch["usage"]["completion_tokens"]
+        single = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        outs = await asyncio.gather(*(b.chat(body) for _ in range(8)))
+        conc = time.perf_counter() - t0
+        toks = sum(o["usage"]["completion_tokens"] for o in outs)
+        await b.aclose()
+        return {
+            "single_stream_tokens": n,
+            "single_stream_tok_per_s": round(n / single, 1),
+            "time_to_first_token_ms": round((first or 0) * 1000, 1),
+            "concurrent_8_tokens": toks,
+            "concurrent_8_tok_per_s": round(toks / conc, 1),
+            "batches": b.batches_run,
+        }
+
+    return asyncio.run(go())
+
+
+def render(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        "## Gateway: added latency and throughput",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; load average before "
+        f"{m['load_before'][0]} (the cores are shared with other work). Command: "
+        f"`.venv/bin/python bench/gateway_latency.py` ({r['date']}). Client, proxies and the mock "
+        "upstream (`gateway.testing`, 0 ms service time) all run on this machine over loopback; "
+        "non-streaming chat, `max_tokens` 16; added = proxy minus direct at the same concurrency "
+        "in the same run."
+        + (
+            f" LiteLLM proxy {r['litellm_version']} from `bench/.venv-litellm`,"
+            " one worker, master key, no database."
+            if r.get("litellm_version")
+            else " LiteLLM: not installed in `bench/.venv-litellm`, not measured."
+        ),
+        "",
+        "| concurrency | path | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms "
+        "| process CPU ms/req |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c, lvl in r["levels"].items():
+        for label, x in lvl.items():
+            lines.append(
+                f"| {c} | {label} | {x['rps']} | {x['p50_ms']} | {x['p99_ms']} | "
+                f"{x.get('added_p50_ms', '')} | {x.get('added_p99_ms', '')} | "
+                f"{x.get('cpu_ms_per_req', '')} |"
+            )
+    lines.append("")
+    goals = r.get("goals")
+    if goals:
+        lines += [f"- {g}" for g in goals] + [""]
+    loc = r.get("local")
+    if loc:
+        lines += [
+            f"Local backend (SmolLM2-135M, CPU, through `LocalChatBackend`): one stream "
+            f"{loc['single_stream_tok_per_s']} tokens/s ({loc['single_stream_tokens']} tokens, "
+            f"first token {loc['time_to_first_token_ms']} ms); 8 concurrent requests batched into "
+            f"{loc['batches']} forward pass(es): {loc['concurrent_8_tok_per_s']} tokens/s "
+            "in total.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def goals(r: dict[str, Any]) -> list[str]:
+    out = []
+    for c, lvl in r["levels"].items():
+        ours = lvl.get("gateway (quota+safety off)")
+        lite = lvl.get("litellm proxy")
+        if ours and lite and lite["added_p50_ms"] > 0:
+            ratio = ours["added_p50_ms"] / lite["added_p50_ms"]
+            out.append(
+                f"concurrency {c}: our added p50 is {ratio:.2f}x LiteLLM's "
+                f"(goal <= 0.5x: {'met' if ratio <= 0.5 else 'not met'})"
+            )
+    mid = r["levels"].get("8", {}).get("gateway (quota+safety on)")
+    if mid:
+        out.append(
+            f"p99 overhead at concurrency 8 with quota + safety on: "
+            f"{mid['added_p99_ms']} ms (goal <= 3 ms: "
+            f"{'met' if mid['added_p99_ms'] <= 3 else 'not met'})"
+        )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--render", action="store_true")
+    ap.add_argument("--levels", default="1,8,32")
+    ap.add_argument("--no-local", action="store_true")
+    a = ap.parse_args()
+    out = RESULTS / "gateway_latency.json"
+    if a.render:
+        print(render(json.loads(out.read_text())))
+        return
+    r: dict[str, Any] = {"benchmark": "gateway_latency", "machine": machine()}
+    r.update(run_proxies([int(x) for x in a.levels.split(",")], 100 if a.quick else 400))
+    r["goals"] = goals(r)
+    if not a.no_local:
+        log("local backend tokens/s")
+        r["local"] = local_tokens_per_s(32 if a.quick else 64)
+    r["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(r, indent=2))
+    print(render(r))
+
+
+if __name__ == "__main__":
+    main()
