@@ -66,6 +66,11 @@ class DeploymentConfig(_Strict):
     entra_token_env: str | None = Field(
         default=None, description="env var holding an Entra ID bearer token (azure_openai)"
     )
+    entra_auth: bool = Field(
+        default=False,
+        description="azure_openai: get tokens from azure-identity's DefaultAzureCredential",
+    )
+    entra_scope: str = "https://cognitiveservices.azure.com/.default"
     timeout_s: float = Field(default=60.0, gt=0)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)

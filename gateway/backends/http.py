@@ -16,10 +16,12 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from azure.core.exceptions import AzureError
 
 from gateway.backends.base import BackendFailure
 from gateway.config import DeploymentConfig
@@ -60,11 +62,34 @@ def _error_message(resp: httpx.Response) -> str:
 class HTTPBackend:
     """A remote deployment (``openai_compatible`` or ``azure_openai``)."""
 
-    def __init__(self, cfg: DeploymentConfig, client: httpx.AsyncClient):
+    def __init__(self, cfg: DeploymentConfig, client: httpx.AsyncClient, credential: Any = None):
         self.cfg = cfg
         self.name = cfg.name
         self.client = client
         self.timeout = httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s)
+        # an azure.core TokenCredential (DefaultAzureCredential unless one is injected)
+        self._credential = credential
+        self._token: tuple[str, float] | None = None
+
+    async def _entra_token(self) -> str:
+        """A cached Entra ID access token, refreshed five minutes before it expires."""
+        now = time.time()
+        if self._token is not None and self._token[1] - 300 > now:
+            return self._token[0]
+        if self._credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            self._credential = DefaultAzureCredential()
+        try:
+            tok = await asyncio.to_thread(self._credential.get_token, self.cfg.entra_scope)
+        except AzureError as e:  # CredentialUnavailableError, ClientAuthenticationError, ...
+            raise BackendFailure(
+                f"deployment {self.name}: cannot get an Entra ID token ({type(e).__name__})",
+                deployment=self.name,
+                retryable=True,
+            ) from e
+        self._token = (tok.token, float(tok.expires_on))
+        return tok.token
 
     def _url(self, op: str) -> str:
         base = (self.cfg.base_url or "").rstrip("/")
@@ -75,9 +100,11 @@ class HTTPBackend:
             )
         return f"{base}/{op}"
 
-    def _headers(self) -> dict[str, str]:
+    async def _headers(self) -> dict[str, str]:
         h: dict[str, str] = {}
-        if self.cfg.entra_token_env:
+        if self.cfg.entra_auth:
+            h["authorization"] = f"Bearer {await self._entra_token()}"
+        elif self.cfg.entra_token_env:
             h["authorization"] = f"Bearer {os.environ.get(self.cfg.entra_token_env, '')}"
         elif self.cfg.api_key_env:
             key = os.environ.get(self.cfg.api_key_env, "")
@@ -116,7 +143,7 @@ class HTTPBackend:
 
     async def _send(self, op: str, body: dict[str, Any], stream: bool) -> httpx.Response:
         """POST with retries; returns a 2xx response (streamed responses left open)."""
-        url, payload, headers = self._url(op), self._body(body), self._headers()
+        url, payload, headers = self._url(op), self._body(body), await self._headers()
         last: APIError | None = None
         for attempt in range(self.cfg.max_retries + 1):
             resp: httpx.Response | None = None

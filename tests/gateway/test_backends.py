@@ -237,3 +237,47 @@ def test_default_config_serves_embedded_models():
         assert "".join(pieces)
         e = cli.embeddings.create(model="genaiops-embed", input=["hello", "world"])
         assert len(e.data) == 2 and len(e.data[0].embedding) == 384
+
+
+def test_azure_entra_credential_tokens_are_cached_and_refreshed():
+    """``entra_auth``: tokens come from an azure.core TokenCredential (the azure-identity seam)."""
+    from azure.core.credentials import AccessToken
+    from azure.core.exceptions import ClientAuthenticationError
+
+    class Credential:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+            self.fail = False
+
+        def get_token(self, *scopes: str, **kw) -> AccessToken:
+            if self.fail:
+                raise ClientAuthenticationError("no identity")
+            self.calls.append(scopes[0])
+            # the second token expires soon, so the third call must refresh
+            return AccessToken(
+                f"tok{len(self.calls)}", int(time.time()) + (3600 if len(self.calls) == 1 else 60)
+            )
+
+    up = FakeUpstream()
+    cred = Credential()
+    dep = _dep(
+        backend="azure_openai",
+        base_url="https://res.openai.azure.com",
+        azure_deployment="gpt",
+        entra_auth=True,
+    )
+    b = HTTPBackend(dep, up.client(), credential=cred)
+
+    async def go():
+        await b.chat(BODY)
+        await b.chat(BODY)  # cached
+        b._token = (b._token[0], time.time() + 10)  # about to expire
+        await b.chat(BODY)  # refreshed
+
+    asyncio.run(go())
+    assert [h["authorization"] for h in up.headers] == ["Bearer tok1", "Bearer tok1", "Bearer tok2"]
+    assert cred.calls == ["https://cognitiveservices.azure.com/.default"] * 2
+    cred.fail = True
+    b._token = None
+    with pytest.raises(BackendFailure, match="Entra ID token"):
+        asyncio.run(b.chat(BODY))
