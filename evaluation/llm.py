@@ -66,7 +66,7 @@ class GatewayClient:
         base_url: str,
         api_key: str | None = None,
         *,
-        timeout: float = 120.0,
+        timeout: float = 600.0,
         client: httpx.Client | None = None,
     ):
         self.base_url = base_url.rstrip("/")

@@ -53,6 +53,7 @@ def local_gateway(
     config: str | None = None,
     timeout_s: float = 120.0,
     log_dir: Path | None = None,
+    warm_up: str | None = "genaiops-local",
 ) -> Iterator[LocalGateway]:
     """A gateway on ``127.0.0.1:port`` with a fresh API key, stopped on exit."""
     port = port or free_port()
@@ -96,6 +97,19 @@ def local_gateway(
             if time.monotonic() > deadline:
                 raise EvaluationError(f"gateway not healthy after {timeout_s:.0f}s (log: {log})")
             time.sleep(0.3)
+        if warm_up:  # load the local model now, not inside the first evaluated line's timeout
+            r = httpx.post(
+                f"{url}/v1/chat/completions",
+                json={
+                    "model": warm_up,
+                    "max_tokens": 1,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=max(60.0, deadline - time.monotonic() + 600),
+            )
+            if r.status_code >= 400:
+                raise EvaluationError(f"gateway warm-up failed: {r.status_code} {r.text[:300]}")
         yield LocalGateway(f"{url}/v1", key, proc.pid, log)
     finally:
         proc.terminate()

@@ -6,6 +6,7 @@ genaiops eval gate --config evaluation/gate.yaml --baseline evaluation/baselines
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Annotated, Any
@@ -228,6 +229,31 @@ def _pf_evaluate(req: Any, cfg: Any, gate: Any, baseline: str | None, track: boo
     return evaluate(req, cfg, existing_run=run_id, track=track, gate=gate, baseline=baseline)
 
 
+def _start_local_gateway(stack: contextlib.ExitStack, quiet: bool) -> None:
+    """Serve the gateway on a free loopback port for the rest of ``stack``; point settings at it."""
+    import os
+
+    from evaluation.local_gateway import local_gateway
+    from genaiops.settings import reset_settings
+
+    gw = stack.enter_context(local_gateway())
+    saved = {k: os.environ.get(k) for k in ("GENAIOPS_GATEWAY_URL", "GENAIOPS_API_KEY")}
+    os.environ["GENAIOPS_GATEWAY_URL"], os.environ["GENAIOPS_API_KEY"] = gw.url, gw.api_key
+    reset_settings()
+
+    def restore() -> None:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        reset_settings()
+
+    stack.callback(restore)
+    if not quiet:
+        err_console.print(f"[dim]gateway {gw.url} (pid {gw.pid}, log {gw.log})[/]")
+
+
 @app.command()
 def gate(
     config: Annotated[str, typer.Option("--config", help="Gate YAML.")] = "evaluation/gate.yaml",
@@ -238,6 +264,12 @@ def gate(
         typer.Option(help="Also copy report.md/html/json and junit.xml here (CI artifacts)."),
     ] = None,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log to MLflow.")] = True,
+    local_gateway: Annotated[
+        bool,
+        typer.Option(
+            "--local-gateway", help="Start a gateway on loopback for this run, stop it after."
+        ),
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
     """Run the gate config's flow and data, score, and exit 0 (pass) or 1 (fail)."""
@@ -245,8 +277,13 @@ def gate(
     from evaluation.pipeline import run_gate
 
     cfg = load_gate_config(config)
-    with _Bar(not json_) as bar:
-        outcome = run_gate(cfg, baseline=baseline, existing_run=run_id, progress=bar, track=track)
+    with contextlib.ExitStack() as stack:
+        if local_gateway:
+            _start_local_gateway(stack, json_)
+        with _Bar(not json_) as bar:
+            outcome = run_gate(
+                cfg, baseline=baseline, existing_run=run_id, progress=bar, track=track
+            )
     assert outcome.gate is not None
     if report_dir:
         dest = Path(report_dir)
