@@ -1,49 +1,57 @@
-"""The main job on embedded defaults (README's first command)."""
+"""The main job on embedded defaults (README's first command): the whole GenAIOps loop."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from genaiops.cli._output import console, emit_json
-
-SAMPLE_SPEC = Path(__file__).resolve().parents[2] / "indexing" / "specs" / "sample.yaml"
+from genaiops.cli._output import console, emit_json, err_console
 
 
 def demo(
-    question: Annotated[
-        str, typer.Option("--question", "-q")
-    ] = "On which port does Lumen expose its Prometheus metrics?",
     json_: Annotated[bool, typer.Option("--json")] = False,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log to MLflow.")] = True,
 ) -> None:
-    """Build the sample index, promote it to `current`, retrieve and answer a question locally."""
-    from genaiops.providers import ChatMessage, get_local_generator
-    from indexing import build_index, load_index_spec, retrieve
+    """Build the sample index, start the gateway, evaluate the rag flow's variants, gate them.
 
-    spec = load_index_spec(SAMPLE_SPEC)
-    result = build_index(spec, promote="current")
-    hits = retrieve(question, k=3, mode="hybrid", index=spec.name)
-    context = "\n\n".join(f"[{h.doc_id}] {h.text}" for h in hits)
-    messages = [
-        ChatMessage("system", "Answer the question using only the context. Be brief."),
-        ChatMessage("user", f"Context:\n{context}\n\nQuestion: {question}"),
-    ]
-    answer = get_local_generator().generate(messages, max_tokens=96)
+    Exit status is the gate's: 0 passed, 1 failed.
+    """
+    from evaluation.demo import run_demo
+    from evaluation.reports import render_markdown
+    from genaiops.cli.eval import _Bar
+
+    def say(msg: str) -> None:
+        if not json_:
+            err_console.print(escape(msg))
+
+    with _Bar(not json_) as bar:
+        outcome, build = run_demo(say=say, progress=bar, track=track)
+    gate = outcome.gate
+    assert gate is not None
     if json_:
         emit_json(
             {
-                "build": result.to_dict(),
-                "question": question,
-                "answer": answer.text,
-                "citations": list(dict.fromkeys(h.doc_id for h in hits)),
+                "build": build.to_dict(),
+                "run_id": outcome.run.run_id,
+                "gate": gate.to_dict(),
+                "reports": outcome.reports,
+                "variants": {
+                    k: {m: v["mean"] for m, v in a["metrics"].items()}
+                    for k, a in outcome.summary["variants"].items()
+                },
             }
         )
-        return
-    console.print(escape(result.message))
-    for q in result.quarantined:
-        console.print(f"  [yellow]quarantined[/] {escape(q['path'])}: {escape(q['reason'])}")
-    console.print(f"\n[bold]Q:[/] {escape(question)}\n[bold]A:[/] {escape(answer.text.strip())}")
-    console.print("[dim]sources: " + ", ".join(dict.fromkeys(h.doc_id for h in hits)) + "[/]")
+    else:
+        md = render_markdown(outcome.summary, gate, max_lines=0)
+        console.print(escape(md.split("<details>")[0].rstrip()))
+        verdict = "[green]PASSED[/]" if gate.passed else "[red]FAILED[/]"
+        console.print(
+            f"\ngate {verdict} ({len(gate.failures)} failed of {len(gate.checks)} checks)"
+        )
+        for c in gate.failures:
+            console.print(f"  [red]{escape(c.describe())}[/]")
+        console.print(f"report: {escape(outcome.reports['html'])}")
+        console.print(f"[dim]markdown: {escape(outcome.reports['markdown'])}[/]")
+    raise typer.Exit(0 if gate.passed else 1)
