@@ -22,7 +22,11 @@ maps it once to OpenAI-shaped JSON.
     │   ├── RateLimited          429 (└── QuotaExceeded 429 insufficient_quota)
     │   ├── UpstreamFailed       502 (└── UpstreamTimeout 504; BackendFailure per deployment)
     │   └── SafetyUnavailable    503 the filter failed and the policy fails closed
-    └── EvaluationError          flows, runs, metrics and the gate (see ``evaluation``)
+    └── EvaluationError          flows, runs, metrics and the gate (``evaluation.errors``)
+        ├── DataError            dataset file/line unreadable · ColumnMappingError (lists columns)
+        ├── FlowError            flow.dag.yaml invalid (file + key) (└── NodeError: one line)
+        ├── JudgeError           no usable 1-5 score (→ NaN, counted) · RunNotFound
+        └── GateError            the gate names a variant/metric the run lacks
 
 Exceptions carry data only; they never log or touch state when raised.
 """
