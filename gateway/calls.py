@@ -63,6 +63,7 @@ class Call:
         self.reservation: Reservation | None = None
         self.done = False
         self.prompt_estimate = 0
+        self.streamed = ""  # text streamed so far (partial usage if the client leaves)
         request.state.request_id = self.request_id
 
     def headers(self) -> dict[str, str]:
@@ -195,6 +196,9 @@ class Call:
         watch = asyncio.ensure_future(self._wait_disconnect())
         try:
             await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()  # we are being cancelled ourselves (shutdown): stop the work too
+            raise
         finally:
             watch.cancel()
         if task.done():

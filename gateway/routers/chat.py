@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -201,8 +201,9 @@ async def _stream(
     filt = None
     if prompt_notes is not None and gw.safety is not None:
         filt = StreamFilter(gw.safety, policy, gw.config.safety.stream_window_chars)
-    return StreamingResponse(
+    return _SettlingStream(
         _events(gw, call, dep, it, first, filt, prompt_notes, include_usage),
+        lambda: _close_stream(call, dep, it),
         media_type="text/event-stream",
         headers={**call.headers(), "cache-control": "no-cache"},
     )
@@ -218,7 +219,7 @@ async def _events(
     prompt_notes: list[dict[str, Any]] | None,
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
-    raw = ""
+    call.streamed = ""
     usage: dict[str, Any] | None = None
     finish: str | None = None
     blocked = False
@@ -253,7 +254,7 @@ async def _events(
             for ch in c.get("choices") or []:
                 delta = dict(ch.get("delta") or {})
                 piece = delta.pop("content", None) or ""
-                raw += piece
+                call.streamed += piece
                 finish = ch.get("finish_reason") or finish
                 out: str | None = piece
                 if filt is not None and piece:
@@ -280,9 +281,9 @@ async def _events(
             gw.metrics.safety.labels("output", "blocked").inc()
         yield chunk({}, "content_filter" if blocked else (finish or "stop"), **extra)
         pt = int((usage or {}).get("prompt_tokens") or call.prompt_estimate)
-        ct = int((usage or {}).get("completion_tokens") or count_tokens(raw))
+        ct = int((usage or {}).get("completion_tokens") or count_tokens(call.streamed))
         if blocked or usage is None:
-            ct = count_tokens(raw)
+            ct = count_tokens(call.streamed)
         if include_usage:
             u = {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
             yield _sse({**template, "model": call.alias, "choices": [], "usage": u})
@@ -294,20 +295,46 @@ async def _events(
     except APIError as e:
         # mid-stream failure: the SDK raises on an ``error`` event
         await call.finish(
-            dep, call.prompt_estimate, count_tokens(raw), status=e.status, outcome="error", error=e
+            dep,
+            call.prompt_estimate,
+            count_tokens(call.streamed),
+            status=e.status,
+            outcome="error",
+            error=e,
         )
         yield _sse(e.body())
     finally:
-        with anyio.CancelScope(shield=True):
-            if not call.done:  # client went away: settle partial usage now
-                await call.finish(
-                    dep,
-                    call.prompt_estimate,
-                    count_tokens(raw),
-                    status=200,
-                    outcome="disconnected",
-                )
-            aclose = getattr(it, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(BackendFailure, UpstreamFailed, RuntimeError):
-                    await aclose()
+        await _close_stream(call, dep, it)
+
+
+async def _close_stream(call: Call, dep: str, it: AsyncIterator[dict[str, Any]]) -> None:
+    """Settle partial usage if the client went away, and close the upstream stream (once)."""
+    with anyio.CancelScope(shield=True):
+        if not call.done:
+            await call.finish(
+                dep,
+                call.prompt_estimate,
+                count_tokens(call.streamed),
+                status=200,
+                outcome="disconnected",
+            )
+        aclose = getattr(it, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(BackendFailure, UpstreamFailed, RuntimeError):
+                await aclose()
+
+
+class _SettlingStream(StreamingResponse):
+    """A stream that settles its call even if its body generator never ran or never resumed
+    (client gone before the first byte, or cancelled while a chunk was being sent)."""
+
+    def __init__(self, content: Any, cleanup: Callable[[], Awaitable[None]], **kw: Any):
+        super().__init__(content, **kw)
+        self._cleanup = cleanup
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._cleanup()
