@@ -169,3 +169,31 @@ def test_health_and_metrics(gateway: Running):
         m = c.get("/metrics").text
     assert 'genaiops_gateway_tokens_total{deployment="up",kind="completion"' in m
     assert "genaiops_gateway_requests_total" in m
+
+
+def test_stream_broken_mid_way_surfaces_as_sdk_error():
+    """An upstream stream that breaks after the first bytes ends with an SSE ``error`` event,
+    which the SDK raises; the ledger records the error and the partial usage."""
+    import asyncio
+
+    from tests.gateway.support import serve, upstream_config
+
+    class Broken(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            yield b'data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m",'
+            yield b'"choices":[{"index":0,"delta":{"content":"partial"},"finish_reason":null}]}\n\n'
+            await asyncio.sleep(0.01)
+            raise httpx.ReadError("connection reset")
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=Broken(), headers={"content-type": "text/event-stream"})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    with serve(upstream_config(safety={"enabled": False}), client) as gw:
+        key = gw.create_key()
+        stream = sdk(gw, key).chat.completions.create(model="gpt-test", messages=MSG, stream=True)
+        with pytest.raises(openai.APIError, match="stream broke"):
+            for _ in stream:
+                pass
+        row = gw.gw.ledger.rows()[0]
+    assert row["outcome"] == "error" and row["completion_tokens"] == 1
