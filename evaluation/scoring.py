@@ -33,7 +33,7 @@ from evaluation.metrics import (
 from evaluation.runner import RunResult
 from evaluation.stats import is_nan, mean_ci
 
-__all__ = ["build_evaluators", "default_evaluators", "sample_from", "score_run"]
+__all__ = ["build_evaluators", "default_evaluators", "line_sample", "sample_from", "score_run"]
 
 JUDGED = ("groundedness", "relevance")
 
@@ -101,7 +101,7 @@ def sample_from(
     )
 
 
-def _line_sample(cfg: EvalConfig, row: dict[str, Any], line: LineResult) -> EvalSample:
+def line_sample(cfg: EvalConfig, row: dict[str, Any], line: LineResult) -> EvalSample:
     vals = apply_mapping(cfg.mapping, row, line.outputs)
     context = vals.get("context", line.retrieved or None)
     response = vals.get("response")
@@ -147,7 +147,7 @@ def score_run(run: RunResult, cfg: EvalConfig, *, write: bool = True) -> dict[st
     commit = _git_commit()
     samples = {
         vs.label: [
-            (ln, _line_sample(cfg, run.rows[ln.index], ln)) for ln in run.lines.get(vs.label, [])
+            (ln, line_sample(cfg, run.rows[ln.index], ln)) for ln in run.lines.get(vs.label, [])
         ]
         for vs in run.variants
     }

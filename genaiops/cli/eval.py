@@ -324,3 +324,39 @@ def agreement(
         )
         for kind, acc in r["accuracy_by_kind"].items():
             console.print(f"  {kind}: accuracy {acc:.3f}")
+
+
+@app.command()
+def ragas(
+    run_id: Annotated[str, typer.Option("--run", help="A scored run id.")],
+    metrics: Annotated[
+        str, typer.Option(help="Comma-separated ragas metrics.")
+    ] = "bleu_score,rouge_score,id_based_context_recall,id_based_context_precision",
+    llm: Annotated[
+        str | None, typer.Option(help="gateway:<model alias> for LLM metrics (faithfulness).")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Score a run's lines with ragas metrics (offline ones, or LLM ones via the gateway)."""
+    import json
+
+    from evaluation.config import EvalConfig
+    from evaluation.ragas_adapter import ragas_scores, ragas_summary
+    from evaluation.runner import load_run
+    from evaluation.scoring import line_sample
+
+    run = load_run(run_id)
+    names = [m.strip() for m in metrics.split(",") if m.strip()]
+    cfg = EvalConfig()
+    out: dict[str, Any] = {}
+    for label, lines in run.lines.items():
+        samples = [line_sample(cfg, run.rows[ln.index], ln) for ln in lines if not ln.error]
+        rows = ragas_scores(samples, names, llm=llm)
+        out[label] = ragas_summary(rows, names)
+    (run.path / "ragas.json").write_text(json.dumps(out, indent=2, default=str))
+    if json_:
+        emit_json(out)
+        return
+    for label, summ in out.items():
+        cells = ", ".join(f"{m}={v['mean']:.3f} (NaN {v['n_nan']})" for m, v in summ.items())
+        console.print(f"{escape(label)}: {escape(cells)}")

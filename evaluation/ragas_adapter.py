@@ -1,0 +1,141 @@
+"""Score genaiops records with ragas metrics through one adapter.
+
+Non-LLM metrics run offline: ``bleu_score``, ``rouge_score``, ``id_based_context_recall``,
+``id_based_context_precision``, ``exact_match``, ``string_present``. LLM metrics
+(``faithfulness``, ``answer_relevancy``-style) run through the gateway: a langchain ``ChatOpenAI``
+whose ``base_url`` is ``GENAIOPS_GATEWAY_URL``, wrapped for ragas. A metric that fails on a line
+(ragas raises, or returns NaN when it finds no statements) is NaN for that line and counted in
+``{metric}_nan`` — never dropped.
+
+ragas 0.4.3 imports ``langchain_community.chat_models.vertexai``, which langchain-community 0.4
+removed; :func:`_import_ragas` registers an empty stand-in module for that one import (ragas only
+uses the class in ``isinstance`` checks) so the rest of ragas works.
+
+    >>> rows = ragas_scores([EvalSample(query="q", response="TLS 1.3", ground_truth="TLS 1.3")],
+    ...                     ["rouge_score"])                              # doctest: +SKIP
+    >>> rows[0]["rouge_score"]                                            # doctest: +SKIP
+    1.0
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import types
+from collections.abc import Sequence
+from typing import Any
+
+from evaluation.metrics import EvalSample
+from evaluation.stats import mean_ci
+
+__all__ = ["LLM_METRICS", "OFFLINE_METRICS", "ragas_scores", "ragas_summary"]
+
+OFFLINE_METRICS = (
+    "bleu_score",
+    "rouge_score",
+    "id_based_context_recall",
+    "id_based_context_precision",
+    "exact_match",
+    "string_present",
+)
+LLM_METRICS = ("faithfulness",)
+
+
+def _import_ragas() -> Any:
+    os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
+    name = "langchain_community.chat_models.vertexai"
+    try:
+        __import__(name)
+    except ModuleNotFoundError:
+        stub = types.ModuleType(name)
+
+        class ChatVertexAI:  # never instantiated: ragas only tests isinstance against it
+            pass
+
+        stub.ChatVertexAI = ChatVertexAI  # type: ignore[attr-defined]
+        sys.modules[name] = stub
+    import ragas.metrics
+
+    return ragas.metrics
+
+
+def _gateway_llm(model: str) -> Any:
+    from langchain_openai import ChatOpenAI
+    from ragas.llms import LangchainLLMWrapper
+
+    from evaluation.llm import GatewayClient
+
+    client = GatewayClient.from_settings()
+    chat = ChatOpenAI(
+        model=model,
+        base_url=client.base_url,
+        api_key=client.api_key or "none",
+        temperature=0.0,
+        max_tokens=256,
+        timeout=600,
+        max_retries=0,
+    )
+    return LangchainLLMWrapper(chat)
+
+
+def _metric(name: str, llm: Any) -> Any:
+    m = _import_ragas()
+    table = {
+        "bleu_score": m.BleuScore,
+        "rouge_score": m.RougeScore,
+        "id_based_context_recall": m.IDBasedContextRecall,
+        "id_based_context_precision": m.IDBasedContextPrecision,
+        "exact_match": m.ExactMatch,
+        "string_present": m.StringPresence,
+        "faithfulness": m.Faithfulness,
+    }
+    if name not in table:
+        raise ValueError(f"unknown ragas metric {name!r}; use {', '.join(table)}")
+    if name in LLM_METRICS:
+        if llm is None:
+            raise ValueError(f"{name} needs an LLM: pass llm='gateway:<model alias>'")
+        return table[name](llm=llm)
+    return table[name]()
+
+
+def _sample(s: EvalSample) -> Any:
+    from ragas import SingleTurnSample
+
+    return SingleTurnSample(
+        user_input=s.query,
+        response=s.response or "",
+        reference=s.ground_truth or "",
+        retrieved_contexts=[s.context] if s.context else [],
+        retrieved_context_ids=list(s.retrieved_ids or []),
+        reference_context_ids=list(s.reference_ids or []),
+    )
+
+
+def ragas_scores(
+    samples: Sequence[EvalSample],
+    metrics: Sequence[str] = OFFLINE_METRICS,
+    llm: str | None = None,
+) -> list[dict[str, Any]]:
+    """One dict per sample: ``{metric: value}`` plus ``{metric}_error`` when it failed."""
+    judge = _gateway_llm(llm.split(":", 1)[1]) if llm else None
+    scorers = [(name, _metric(name, judge)) for name in metrics]
+    rows = []
+    for s in samples:
+        row: dict[str, Any] = {}
+        sample = _sample(s)
+        for name, scorer in scorers:
+            try:
+                value = float(scorer.single_turn_score(sample))
+            except Exception as e:  # ragas and its LLM stack raise many kinds: a NaN, recorded
+                row[name] = math.nan
+                row[f"{name}_error"] = f"{type(e).__name__}: {str(e)[:200]}"
+                continue
+            row[name] = value
+        rows.append(row)
+    return rows
+
+
+def ragas_summary(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[str, Any]:
+    """Mean, 95% CI and NaN count per metric."""
+    return {m: mean_ci([r.get(m) for r in rows]).to_dict() for m in metrics}
