@@ -117,7 +117,10 @@ def measure_agreement(
     }
     for metric in ("groundedness", "relevance"):
         sel = [it for it in items if it["metric"] == metric]
-        gold, pred, failed, scores = [], [], 0, {0: [], 1: []}
+        gold: list[int] = []
+        pred: list[int] = []
+        failed = 0
+        scores: dict[int, list[float]] = {0: [], 1: []}
         by_kind: dict[str, list[int]] = {}
         for it in sel:
             sample = EvalSample(

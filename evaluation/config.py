@@ -29,6 +29,18 @@ DEFAULT_MAPPING = {
     "ground_truth": "${data.answer}",
     "reference_ids": "${data.doc_ids}",
 }
+MetricName = Literal[
+    "bleu", "rouge", "retrieval", "similarity", "cost", "groundedness", "relevance"
+]
+ALL_METRICS: tuple[MetricName, ...] = (
+    "bleu",
+    "rouge",
+    "retrieval",
+    "similarity",
+    "cost",
+    "groundedness",
+    "relevance",
+)
 OPTIONAL_MAPPING = ("ground_truth", "reference_ids", "context", "retrieved_ids")
 
 
@@ -39,19 +51,7 @@ class _Strict(BaseModel):
 class EvalConfig(_Strict):
     """Which evaluators run and how the judge is set up."""
 
-    metrics: list[
-        Literal["bleu", "rouge", "retrieval", "similarity", "cost", "groundedness", "relevance"]
-    ] = Field(
-        default_factory=lambda: [
-            "bleu",
-            "rouge",
-            "retrieval",
-            "similarity",
-            "cost",
-            "groundedness",
-            "relevance",
-        ]
-    )
+    metrics: list[MetricName] = Field(default_factory=lambda: list(ALL_METRICS))
     judge: str = Field(
         default="offline",
         description="'offline' or 'gateway:<model alias>' (e.g. gateway:genaiops-local)",

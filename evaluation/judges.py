@@ -192,14 +192,11 @@ class JudgedEvaluator(Evaluator):
         if repeats < 1:
             raise ValueError("repeats must be at least 1")
         self.metric = metric
+        self.name = metric  # the metric is the evaluator's name (its outputs' prefix)
         self.judge = judge
         self.threshold = threshold
         self.repeats = repeats
         self.outputs = (metric,)
-
-    @property  # type: ignore[override]
-    def name(self) -> str:  # the metric is the evaluator's name
-        return self.metric
 
     def applies(self, sample: EvalSample) -> bool:
         return sample.response is not None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from genaiops.errors import GenAIOpsError
 
@@ -56,7 +56,7 @@ class Evaluator:
     ``outputs`` lists the numeric metric names it produces (NaN-filled on failure).
     """
 
-    name: ClassVar[str] = "evaluator"
+    name: str = "evaluator"
     outputs: tuple[str, ...] = ()
 
     def applies(self, sample: EvalSample) -> bool:
@@ -81,8 +81,7 @@ class Evaluator:
 
 def dedupe(ids: Sequence[str]) -> list[str]:
     """Doc ids in first-seen order (several chunks of one document count once)."""
-    seen: set[str] = set()
-    return [i for i in ids if not (i in seen or seen.add(i))]
+    return list(dict.fromkeys(ids))
 
 
 class BleuEvaluator(Evaluator):

@@ -32,7 +32,7 @@ def _path() -> Path:
 class FileKeyring(KeyringBackend):
     """Entries ``{service: {username: secret}}`` in one private JSON file."""
 
-    priority = 0.1  # type: ignore[assignment]  # below any real keyring
+    priority = 0.1  # below any real keyring
 
     def _load(self) -> dict[str, dict[str, str]]:
         p = _path()

@@ -119,7 +119,7 @@ def pf_batch(
         outputs = {k[8:]: v for k, v in rec.items() if k.startswith("outputs.")}
         line_no = int(inputs.pop("line_number", i))
         failed = all(v is None or v != v for v in outputs.values())  # NaN/None: the line failed
-        usage = outputs.get("usage") if isinstance(outputs.get("usage"), dict) else {}
+        usage: dict[str, Any] = u if isinstance(u := outputs.get("usage"), dict) else {}
         ctx = outputs.get("context")
         out.append(
             LineResult(

@@ -62,15 +62,17 @@ def _import_ragas() -> Any:
 
 def _gateway_llm(model: str) -> Any:
     from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
     from ragas.llms import LangchainLLMWrapper
 
     from evaluation.llm import GatewayClient
 
     client = GatewayClient.from_settings()
-    chat = ChatOpenAI(
+    # max_tokens is a pydantic alias of max_completion_tokens: mypy cannot see it
+    chat = ChatOpenAI(  # type: ignore[call-arg]
         model=model,
         base_url=client.base_url,
-        api_key=client.api_key or "none",
+        api_key=SecretStr(client.api_key or "none"),
         temperature=0.0,
         max_tokens=256,
         timeout=600,

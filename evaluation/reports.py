@@ -141,8 +141,8 @@ def _num(v: Any) -> str:
 def _svg_chart(metric: str, summary: dict[str, Any]) -> str:
     labels = list(summary["variants"])
     vals = [summary["variants"][v]["metrics"].get(metric) or {} for v in labels]
-    highs = [x.get("high") if not is_nan(x.get("high")) else x.get("mean") for x in vals]
-    top = max([h for h in highs if not is_nan(h)] + [1e-9])
+    highs: list[Any] = [x.get("high") if not is_nan(x.get("high")) else x.get("mean") for x in vals]
+    top = max([float(h) for h in highs if not is_nan(h)] + [1e-9])
     w, bar, gap, h = 420, 26, 10, 34 + len(labels) * 36
     parts = [
         f'<svg width="{w}" height="{h}" role="img" aria-label="{html.escape(metric)}">',
@@ -150,8 +150,8 @@ def _svg_chart(metric: str, summary: dict[str, Any]) -> str:
     ]
     for i, (label, x) in enumerate(zip(labels, vals, strict=True)):
         y = 24 + i * (bar + gap)
-        mean = x.get("mean")
-        width = 0 if is_nan(mean) else 260 * float(mean) / top
+        mean: Any = x.get("mean")
+        width = 0.0 if is_nan(mean) else 260 * float(mean) / top
         parts.append(f'<text x="0" y="{y + 17}" font-size="11">{html.escape(label[:24])}</text>')
         parts.append(f'<rect x="150" y="{y}" width="{width:.1f}" height="{bar}" fill="#4c78a8"/>')
         if not is_nan(x.get("low")):

@@ -247,7 +247,7 @@ def _aggregate(
         if any(m in s["scores"] for s in ok_lines)
     }
     versions = sorted(
-        {c.get("version_id") for ln in lines for c in ln.retrieved if c.get("version_id")}
+        {str(c["version_id"]) for ln in lines for c in ln.retrieved if c.get("version_id")}
     )
     models = sorted({ln.model for ln in lines if ln.model})
     model_alias = None
