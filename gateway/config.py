@@ -40,7 +40,6 @@ __all__ = [
 
 Kind = Literal["chat", "embeddings"]
 Category = Literal["hate", "sexual", "violence", "self_harm"]
-DetectorName = Literal["offline", "azure"]
 
 
 def _default_thresholds() -> dict[Category, int]:
@@ -149,7 +148,10 @@ class SafetyPolicy(_Strict):
 
 class SafetyConfig(_Strict):
     enabled: bool = True
-    detectors: list[DetectorName] = Field(default_factory=lambda: list[DetectorName](["offline"]))
+    detectors: list[str] = Field(
+        default_factory=lambda: ["offline"],
+        description="offline, azure, or a detector registered by a plugin (classifier slot)",
+    )
     azure_endpoint: str | None = None
     azure_key_env: str | None = None
     azure_blocklists: list[str] = Field(default_factory=list)
@@ -163,6 +165,12 @@ class SafetyConfig(_Strict):
             raise ValueError(f"default_policy {self.default_policy!r} is not in policies")
         if "azure" in self.detectors and not (self.azure_endpoint and self.azure_key_env):
             raise ValueError("the azure detector needs azure_endpoint and azure_key_env")
+        from gateway.safety.detectors import detector_factories
+
+        known = {"azure", *detector_factories()}
+        unknown = [d for d in self.detectors if d not in known]
+        if unknown:
+            raise ValueError(f"unknown detector(s) {unknown}; known: {sorted(known)}")
         return self
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
@@ -224,7 +225,12 @@ def register_detector(name: str, factory: Callable[..., Detector]) -> None:
 
 
 def detector_factories() -> dict[str, Callable[..., Any]]:
-    return dict(_FACTORIES)
+    """Built-in detectors plus those other packages register under the entry-point group
+    ``genaiops.detectors`` (how a trained classifier plugs in without the gateway importing it)."""
+    found = dict(_FACTORIES)
+    for ep in entry_points(group="genaiops.detectors"):
+        found.setdefault(ep.name, ep.load())
+    return found
 
 
 register_detector("offline", OfflineDetector)

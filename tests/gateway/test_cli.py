@@ -77,3 +77,29 @@ def test_errors_are_one_line_exit_2():
         timeout=60,
     )
     assert p.returncode == 2 and p.stderr.strip() == "error: --period must be day or month"
+
+
+def test_example_config_validates_and_bad_keys_name_file_and_key(tmp_path):
+    from pathlib import Path
+
+    from gateway.config import load_config
+    from genaiops.errors import SpecError
+
+    example = Path(__file__).resolve().parents[2] / "gateway" / "config.example.yaml"
+    cfg = load_config(example)
+    assert cfg.alias("chat") and cfg.teams["search"].rpm == 600
+    bad = tmp_path / "gw.yaml"
+    bad.write_text(example.read_text().replace("weight: 90", "wieght: 90"))
+    try:
+        load_config(bad)
+    except SpecError as e:
+        assert str(bad) in str(e) and "models.0.deployments.0.wieght" in str(e)
+    else:
+        raise AssertionError("an unknown key must be refused")
+    bad.write_text(example.read_text().replace("detectors: [offline]", "detectors: [magic]"))
+    try:
+        load_config(bad)
+    except SpecError as e:
+        assert "unknown detector" in str(e) and "safety" in str(e)
+    else:
+        raise AssertionError("an unknown detector must be refused")
