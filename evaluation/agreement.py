@@ -15,6 +15,7 @@ failed judgements instead of dropping them.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,7 @@ def cohen_kappa(gold: list[int], pred: list[int]) -> float:
 
 
 def measure_agreement(
-    labels: str | Path, judge: str = "offline", threshold: float = 3.0
+    labels: str | Path, judge: str = "offline", threshold: float = 3.0, concurrency: int = 1
 ) -> dict[str, Any]:
     """Accuracy / kappa of ``judge``'s pass (score ≥ threshold) against the gold labels."""
     from evaluation.judges import GatewayJudge, OfflineJudge
@@ -122,13 +123,25 @@ def measure_agreement(
         failed = 0
         scores: dict[int, list[float]] = {0: [], 1: []}
         by_kind: dict[str, list[int]] = {}
-        for it in sel:
+
+        errors: list[str] = []
+
+        def one(
+            it: dict[str, Any], metric: str = metric, errors: list[str] = errors
+        ) -> float | None:
             sample = EvalSample(
                 query=it["query"], response=it["response"], context=it.get("context")
             )
             try:
-                s = j.judge(metric, sample).score
-            except JudgeError:
+                return float(j.judge(metric, sample).score)
+            except JudgeError as e:
+                errors.append(str(e)[:200])
+                return None
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            judged = list(pool.map(one, sel))
+        for it, s in zip(sel, judged, strict=True):
+            if s is None:
                 failed += 1
                 continue
             gold.append(int(it["label"]))
@@ -140,10 +153,14 @@ def measure_agreement(
             "n": len(sel),
             "failed": failed,
             "accuracy": sum(g == p for g, p in zip(gold, pred, strict=True)) / max(1, len(gold)),
+            # a failed judgement counted as a wrong one (what a gate relying on it would see)
+            "accuracy_failures_as_wrong": sum(g == p for g, p in zip(gold, pred, strict=True))
+            / max(1, len(sel)),
             "kappa": cohen_kappa(gold, pred),
             "mean_score_positive": sum(scores[1]) / max(1, len(scores[1])),
             "mean_score_negative": sum(scores[0]) / max(1, len(scores[0])),
             "accuracy_by_kind": {k: sum(v) / len(v) for k, v in sorted(by_kind.items())},
+            "failure_examples": sorted(set(errors))[:3],
         }
     return result
 

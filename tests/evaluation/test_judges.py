@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import httpx
 import pytest
@@ -132,3 +133,16 @@ def test_gateway_judge_garbage_reply_counts_as_failed() -> None:
     ev = JudgedEvaluator("relevance", GatewayJudge(client=client), repeats=2)
     out = ev(EvalSample(query="q", response="a"))
     assert out["relevance_failed"] == 2 and math.isnan(out["relevance"])
+
+
+def test_offline_judge_agreement_does_not_regress() -> None:
+    """docs/evaluation.md reports these figures; a judge change that lowers them must show."""
+    from evaluation.agreement import measure_agreement
+
+    r = measure_agreement(
+        Path(__file__).resolve().parents[2] / "datasets/sample/judge_labels.jsonl", "offline"
+    )
+    g, rel = r["metrics"]["groundedness"], r["metrics"]["relevance"]
+    assert g["failed"] == 0 and g["accuracy"] >= 0.95 and g["kappa"] >= 0.9
+    assert g["accuracy_by_kind"]["added_claim"] >= 0.9
+    assert rel["accuracy"] >= 0.75
