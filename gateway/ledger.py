@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS usage (
   error_code TEXT, safety TEXT);
 CREATE INDEX IF NOT EXISTS usage_ts ON usage(ts);
 CREATE INDEX IF NOT EXISTS usage_dep ON usage(deployment, ts);
+CREATE TABLE IF NOT EXISTS scores (
+  request_id TEXT PRIMARY KEY, name TEXT, score REAL NOT NULL, ts REAL NOT NULL);
 """
 
 _GROUPS = {
@@ -121,22 +123,43 @@ class Ledger:
             out.append(row)
         return out
 
+    def record_score(self, request_id: str, score: float, name: str = "online") -> bool:
+        """Attach an online evaluation score to a request; False if no such request."""
+        c = self._conn()
+        if c.execute("SELECT 1 FROM usage WHERE request_id=?", (request_id,)).fetchone() is None:
+            return False
+        c.execute(
+            "INSERT OR REPLACE INTO scores(request_id, name, score, ts) VALUES(?,?,?,?)",
+            (request_id, name, float(score), time.time()),
+        )
+        return True
+
     def deployment_stats(self, alias: str, deployment: str, since: float) -> dict[str, Any]:
-        """Sample size, error rate and p95 latency of served traffic since ``since``."""
+        """Sample size, error rate, p95 latency and mean online score since ``since``."""
         rows = (
             self._conn()
             .execute(
-                "SELECT status, latency_ms FROM usage WHERE alias=? AND deployment=? AND ts>=? "
-                "AND outcome IN ('ok','error','filtered','attempt_error')",
+                "SELECT u.status, u.latency_ms, s.score FROM usage u "
+                "LEFT JOIN scores s ON s.request_id = u.request_id "
+                "WHERE u.alias=? AND u.deployment=? AND u.ts>=? "
+                "AND u.outcome IN ('ok','error','filtered','attempt_error')",
                 (alias, deployment, since),
             )
             .fetchall()
         )
         n = len(rows)
-        errors = sum(1 for s, _ in rows if s is not None and s >= 500)
-        lat = sorted(x for _, x in rows if x is not None)
+        errors = sum(1 for s, _, _ in rows if s is not None and s >= 500)
+        lat = sorted(x for _, x, _ in rows if x is not None)
         p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else None
-        return {"n": n, "errors": errors, "error_rate": errors / n if n else 0.0, "p95_ms": p95}
+        scores = [x for _, _, x in rows if x is not None]
+        return {
+            "n": n,
+            "errors": errors,
+            "error_rate": errors / n if n else 0.0,
+            "p95_ms": p95,
+            "scored": len(scores),
+            "mean_score": sum(scores) / len(scores) if scores else None,
+        }
 
     def close(self) -> None:
         self._conns.close()

@@ -5,8 +5,10 @@ sees it; transitions are compare-and-set, so only one replica advances a step.  
 compares candidate and stable on the traffic since the current step began (from the ledger):
 
 * breach — candidate error rate above stable's by more than ``max_error_rate_increase``, or
-  candidate p95 latency above ``max(stable_p95 * max_p95_ratio, stable_p95 + p95_slack_ms)`` —
-  judged as soon as the candidate has ``min_samples`` requests: **roll back** (weight 0);
+  candidate p95 latency above ``max(stable_p95 * max_p95_ratio, stable_p95 + p95_slack_ms)``, or
+  (when evaluation posts online scores to ``/admin/scores``) candidate mean score below
+  stable's by more than ``max_score_drop`` — judged as soon as the candidate has
+  ``min_samples`` requests (scored ones for the score check): **roll back** (weight 0);
 * after ``interval_s`` with enough samples and no breach: advance to the next step; after the
   last step: **promoted** (candidate takes 100%).  Too few samples: wait, never judge.
 
@@ -58,6 +60,7 @@ class RolloutState:
     max_error_rate_increase: float = 0.05
     max_p95_ratio: float = 1.5
     p95_slack_ms: float = 50.0
+    max_score_drop: float = 0.1
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -194,6 +197,12 @@ class RolloutManager:
             limit = max(stab["p95_ms"] * st.max_p95_ratio, stab["p95_ms"] + st.p95_slack_ms)
             if cand["p95_ms"] > limit:
                 return "rollback", {**ev, "reason": "p95 latency"}
+        if (
+            cand["scored"] >= st.min_samples
+            and stab["scored"] >= st.min_samples
+            and cand["mean_score"] < stab["mean_score"] - st.max_score_drop
+        ):
+            return "rollback", {**ev, "reason": "online score"}
         if now - st.step_started >= st.interval_s:
             return "advance", {**ev, "reason": "checks passed"}
         return "wait", {**ev, "reason": "interval not over"}

@@ -16,6 +16,7 @@ __all__ = [
     "EmbeddingsRequest",
     "KeyCreate",
     "RolloutStart",
+    "ScoreIn",
     "StreamOptions",
 ]
 
@@ -86,3 +87,14 @@ class RolloutStart(BaseModel):
     min_samples: int | None = Field(default=None, ge=1)
     max_error_rate_increase: float | None = Field(default=None, ge=0)
     max_p95_ratio: float | None = Field(default=None, ge=1)
+    max_score_drop: float | None = Field(default=None, ge=0)
+
+
+class ScoreIn(BaseModel):
+    """An online evaluation score for one request (``x-request-id`` of its response)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=200)
+    score: float = Field(allow_inf_nan=False)
+    name: str = Field(default="online", max_length=100)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 from gateway.deps import GW, AdminKey
 from gateway.errors import NotFound
 from gateway.rollout import parse_duration
-from gateway.schemas import KeyCreate, RolloutStart
+from gateway.schemas import KeyCreate, RolloutStart, ScoreIn
 
 __all__ = ["router"]
 
@@ -44,6 +44,15 @@ async def usage(
     return {"object": "list", "by": by, "data": await asyncio.to_thread(gw.ledger.summary, by)}
 
 
+@router.post("/scores", status_code=201)
+async def post_score(body: ScoreIn, gw: GW) -> dict[str, Any]:
+    """Online evaluation feeds scores back; rollouts compare candidate and stable on them."""
+    ok = await asyncio.to_thread(gw.ledger.record_score, body.request_id, body.score, body.name)
+    if not ok:
+        raise NotFound(f"no request {body.request_id!r} in the ledger", param="request_id")
+    return {"request_id": body.request_id, "score": body.score, "name": body.name}
+
+
 @router.get("/rollouts")
 async def list_rollouts(gw: GW) -> dict[str, Any]:
     return {"object": "list", "data": [r.to_dict() for r in await gw.rollouts.all()]}
@@ -60,6 +69,7 @@ async def start_rollout(alias: str, body: RolloutStart, gw: GW) -> dict[str, Any
         min_samples=body.min_samples,
         max_error_rate_increase=body.max_error_rate_increase,
         max_p95_ratio=body.max_p95_ratio,
+        max_score_drop=body.max_score_drop,
     )
     return st.to_dict()
 

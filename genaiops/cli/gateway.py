@@ -230,6 +230,9 @@ def rollout_start(
     min_samples: Annotated[int | None, typer.Option(help="Candidate requests needed.")] = None,
     max_error_rate_increase: Annotated[float | None, typer.Option()] = None,
     max_p95_ratio: Annotated[float | None, typer.Option()] = None,
+    max_score_drop: Annotated[
+        float | None, typer.Option(help="Allowed drop of the mean online score.")
+    ] = None,
     config: ConfigOpt = None,
     json_: JsonOpt = False,
 ) -> None:
@@ -253,6 +256,7 @@ def rollout_start(
             min_samples=min_samples,
             max_error_rate_increase=max_error_rate_increase,
             max_p95_ratio=max_p95_ratio,
+            max_score_drop=max_score_drop,
         ),
     )
     _show(st, json_)

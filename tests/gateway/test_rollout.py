@@ -183,3 +183,43 @@ def test_cli_rollout_lifecycle(tmp_path, monkeypatch: pytest.MonkeyPatch):
     r = run(app, ["gateway", "keys", "list", "--config", str(bad)])
     assert r.exit_code != 0
     _ = httpx  # imported for type parity with other tests
+
+
+def test_online_scores_from_evaluation_roll_back_a_worse_candidate():
+    """Evaluation posts a score per request id; a candidate scoring worse is rolled back even
+    though it never errors and is as fast as stable."""
+    ups = _ups()
+    with serve(two_deployment_config(rollout_tick_s=0.1), routed_client(ups)) as gw:
+        key = gw.create_key()
+        _admin_start(
+            gw,
+            candidate="canary",
+            steps=[50, 100],
+            interval="30s",
+            min_samples=5,
+            max_score_drop=0.2,
+        )
+        status = "running"
+        deadline = time.time() + 20
+        n = 0
+        with gw.client(key) as c, gw.admin() as a:
+            while status == "running" and time.time() < deadline:
+                r = c.post(
+                    "/v1/chat/completions",
+                    json={"model": "gpt-test", "messages": MSG, "user": f"u{n}"},
+                )
+                n += 1
+                served = r.json()["choices"][0]["message"]["content"].split()[0]
+                score = 0.9 if served == "stable" else 0.3  # the judge says canary is worse
+                s = a.post(
+                    "/admin/scores", json={"request_id": r.headers["x-request-id"], "score": score}
+                )
+                assert s.status_code == 201
+                status = a.get("/admin/rollouts/gpt-test").json()["status"]
+            hist = a.get("/admin/rollouts/gpt-test").json()["history"]
+            assert (
+                a.post("/admin/scores", json={"request_id": "req_nope", "score": 1}).status_code
+                == 404
+            )
+    assert status == "rolled_back" and hist[-1]["reason"] == "online score"
+    assert hist[-1]["candidate"]["mean_score"] < hist[-1]["stable"]["mean_score"]
