@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,13 +22,14 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.backends import build_backends
 from gateway.config import GatewayConfig, default_config
 from gateway.deps import Gateway
-from gateway.errors import APIError, InvalidRequest, PayloadTooLarge
+from gateway.errors import APIError, InvalidRequest, PayloadTooLarge, StateUnavailable
 from gateway.keys import KeyManager
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
@@ -178,6 +180,14 @@ def _install_handlers(app: FastAPI) -> None:
         if exc.status_code >= 500:
             err = APIError(msg, status=exc.status_code)
         return _error_response(request, err)
+
+    async def state_down(request: Request, exc: Exception) -> JSONResponse:
+        log.error("state store error: %s: %s", type(exc).__name__, exc)
+        err = StateUnavailable(f"the gateway's state store is unavailable ({type(exc).__name__})")
+        return _error_response(request, err)
+
+    app.add_exception_handler(sqlite3.Error, state_down)
+    app.add_exception_handler(RedisError, state_down)
 
     @app.exception_handler(GenAIOpsError)
     async def other(request: Request, exc: GenAIOpsError) -> JSONResponse:

@@ -13,7 +13,8 @@
     │   └── QuotaExceeded    429  insufficient_quota      token quota for the period used up
     ├── UpstreamFailed       502  upstream_error          every deployment failed (after retries)
     │   └── UpstreamTimeout  504  timeout
-    └── SafetyUnavailable    503  content_filter_error    the filter failed and policy fails closed
+    ├── SafetyUnavailable    503  content_filter_error    the filter failed and policy fails closed
+    └── StateUnavailable     503  state_unavailable       SQLite/Redis (keys, limits) not reachable
 
 Exceptions carry data only (status, OpenAI type/code/param, extra headers).
 
@@ -40,6 +41,7 @@ __all__ = [
     "QuotaExceeded",
     "RateLimited",
     "SafetyUnavailable",
+    "StateUnavailable",
     "UpstreamFailed",
     "UpstreamTimeout",
 ]
@@ -172,3 +174,11 @@ class SafetyUnavailable(APIError):
     status = 503
     type = "server_error"
     code = "content_filter_error"
+
+
+class StateUnavailable(APIError):
+    """The shared state (SQLite file or Redis) failed: no admission without it (fail closed)."""
+
+    status = 503
+    type = "server_error"
+    code = "state_unavailable"

@@ -166,3 +166,15 @@ def test_client_disconnect_before_answer_releases_within_1s():
             time.sleep(0.02)
         assert _bucket(gw, "quota") == 0
         assert any(r["outcome"] == "disconnected" for r in gw.gw.ledger.rows())
+
+
+def test_state_store_outage_is_503_not_500():
+    """Redis gone: admission fails closed with an OpenAI-shaped 503."""
+    from tests.gateway.support import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    cfg = upstream_config(state={"backend": "redis", "redis_url": dead})
+    with serve(cfg, FakeUpstream().client()) as gw, httpx.Client(base_url=gw.url) as c:
+        r = c.post("/v1/chat/completions", json=BODY, headers={"authorization": "Bearer sk-x"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "state_unavailable"
+        assert c.get("/healthz").status_code == 503
