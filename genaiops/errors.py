@@ -21,7 +21,7 @@ maps it once to OpenAI-shaped JSON.
     │   ├── Conflict 409 · PayloadTooLarge 413
     │   ├── RateLimited          429 (└── QuotaExceeded 429 insufficient_quota)
     │   ├── UpstreamFailed       502 (└── UpstreamTimeout 504; BackendFailure per deployment)
-    │   └── SafetyUnavailable    503 the filter failed and the policy fails closed
+    │   └── SafetyUnavailable · StateUnavailable  503 filter / state store down (fail closed)
     └── EvaluationError          flows, runs, metrics and the gate (``evaluation.errors``)
         ├── DataError            dataset file/line unreadable · ColumnMappingError (lists columns)
         ├── FlowError            flow.dag.yaml invalid (file + key) (└── NodeError: one line)
