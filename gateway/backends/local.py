@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 import uuid
@@ -21,12 +22,13 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from gateway.backends.base import BackendFailure
-from genaiops.errors import ProviderError
 from genaiops.providers import ChatMessage, EmbedderConfig, get_local_generator, make_embedder
 from genaiops.providers.generator import prompt_tokens
 from genaiops.tokens import count_tokens
 
 __all__ = ["LocalChatBackend", "LocalEmbeddingsBackend", "message_text", "to_messages"]
+
+log = logging.getLogger(__name__)
 
 
 def message_text(content: Any) -> str:
@@ -125,7 +127,8 @@ class LocalChatBackend:
                 stop=list(stop) or None,
             )
             self.batches_run += 1
-        except ProviderError as e:
+        except Exception as e:  # torch/transformers raise many kinds: fail the batch, never hang
+            log.error("deployment %s: local generation failed: %s", self.name, e)
             for p in batch:
                 if not p.fut.done():
                     p.fut.set_exception(
@@ -168,7 +171,7 @@ class LocalChatBackend:
                 with contextlib.suppress(Exception):
                     it.close()  # type: ignore[attr-defined]
                 loop.call_soon_threadsafe(q.put_nowait, ("end", None))
-            except ProviderError as e:
+            except Exception as e:  # any failure must reach the consumer, or it waits forever
                 loop.call_soon_threadsafe(q.put_nowait, ("error", e))
 
         thread = threading.Thread(target=produce, daemon=True, name=f"{self.name}-stream")
@@ -244,7 +247,7 @@ class LocalEmbeddingsBackend:
         texts = [inp] if isinstance(inp, str) else list(inp)
         try:
             vecs = await asyncio.to_thread(self._embed, texts)
-        except ProviderError as e:
+        except Exception as e:  # sentence-transformers/torch raise many kinds
             raise BackendFailure(f"deployment {self.name}: {e}", deployment=self.name) from e
         tokens = sum(count_tokens(t) for t in texts)
         return {
