@@ -11,15 +11,13 @@ returns the outcome with the report paths. The gateway is stopped on the way out
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from evaluation.config import load_gate_config
-from evaluation.local_gateway import local_gateway
+from evaluation.local_gateway import using_local_gateway
 from evaluation.pipeline import Outcome, run_gate
-from genaiops.settings import reset_settings
 
 __all__ = ["BASELINE", "GATE_CONFIG", "run_demo"]
 
@@ -39,26 +37,15 @@ def run_demo(
     cfg = load_gate_config(GATE_CONFIG)
     cfg.run.flow = str(ROOT / cfg.run.flow)
     cfg.run.data = str(ROOT / cfg.run.data)
-    saved = {k: os.environ.get(k) for k in ("GENAIOPS_GATEWAY_URL", "GENAIOPS_API_KEY")}
-    try:
-        with local_gateway() as gw:
-            say(
-                f"gateway up at {gw.url} (local SmolLM2); running {cfg.run.variants} variants "
-                f"of flows/rag over {Path(cfg.run.data).name}"
-            )
-            os.environ["GENAIOPS_GATEWAY_URL"], os.environ["GENAIOPS_API_KEY"] = gw.url, gw.api_key
-            reset_settings()
-            outcome = run_gate(
-                cfg,
-                baseline=str(BASELINE) if BASELINE.exists() else None,
-                progress=progress,
-                track=track,
-            )
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        reset_settings()
+    with using_local_gateway() as gw:
+        say(
+            f"gateway up at {gw.url} (local SmolLM2); running {cfg.run.variants} variants "
+            f"of flows/rag over {Path(cfg.run.data).name}"
+        )
+        outcome = run_gate(
+            cfg,
+            baseline=str(BASELINE) if BASELINE.exists() else None,
+            progress=progress,
+            track=track,
+        )
     return outcome, build

@@ -25,7 +25,7 @@ import httpx
 
 from evaluation.errors import EvaluationError
 
-__all__ = ["LocalGateway", "free_port", "local_gateway"]
+__all__ = ["LocalGateway", "free_port", "local_gateway", "using_local_gateway"]
 
 
 def free_port() -> int:
@@ -118,3 +118,25 @@ def local_gateway(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def using_local_gateway(**kwargs: object) -> Iterator[LocalGateway]:
+    """:func:`local_gateway` with ``GENAIOPS_GATEWAY_URL`` / ``GENAIOPS_API_KEY`` pointing at it
+    for the duration (restored afterwards), so flows and judges reach it."""
+    from genaiops.settings import reset_settings
+
+    names = ("GENAIOPS_GATEWAY_URL", "GENAIOPS_API_KEY")
+    saved = {k: os.environ.get(k) for k in names}
+    with local_gateway(**kwargs) as gw:  # type: ignore[arg-type]
+        os.environ["GENAIOPS_GATEWAY_URL"], os.environ["GENAIOPS_API_KEY"] = gw.url, gw.api_key
+        reset_settings()
+        try:
+            yield gw
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            reset_settings()

@@ -30,7 +30,13 @@ from evaluation.executor import LineResult
 from evaluation.flowtools import CONNECTION_NAME
 from evaluation.pf_keyring import BACKEND
 
-__all__ = ["configure_environment", "ensure_connection", "pf_batch", "stop_service"]
+__all__ = [
+    "configure_environment",
+    "ensure_connection",
+    "pf_batch",
+    "pf_run_flow",
+    "stop_service",
+]
 
 
 def configure_environment() -> None:
@@ -138,6 +144,53 @@ def pf_batch(
             )
         )
     return sorted(out, key=lambda r: r.index)
+
+
+def pf_run_flow(req: Any) -> str:
+    """Run every selected variant of ``req`` (a RunRequest) with ``pf run``; store the lines in a
+    genaiops run folder (same layout as the genaiops runner) and return its run id."""
+    import json
+
+    from evaluation.data import default_mapping, line_id, load_jsonl
+    from evaluation.flow import load_flow, select_variants
+    from evaluation.runner import new_run_id, runs_dir
+
+    flow = load_flow(req.flow)
+    rows = load_jsonl(req.data, limit=req.limit)
+    mapping = default_mapping(flow.inputs, rows) | dict(req.column_mapping)
+    run_id = new_run_id(flow, "pf")
+    path = runs_dir() / run_id
+    sets = select_variants(flow, req.variants)
+    try:
+        for vs in sets:
+            lines = pf_batch(
+                flow.path,
+                Path(req.data).resolve(),
+                mapping,
+                vs.label if vs.choice else None,
+                concurrency=req.concurrency,
+            )
+            (path / vs.label).mkdir(parents=True, exist_ok=True)
+            with open(path / vs.label / "lines.jsonl", "w", encoding="utf-8") as f:
+                for ln in lines:
+                    ln.line_id, ln.variant = line_id(rows[ln.index], ln.index), vs.label
+                    f.write(json.dumps(ln.to_dict(), default=str) + "\n")
+    finally:
+        stop_service()
+    meta = {
+        "run_id": run_id,
+        "request": req.to_dict(),
+        "flow_path": str(flow.path),
+        "column_mapping": mapping,
+        "runner": "pf",
+        "created": time.time(),
+        "status": "completed",
+        "variants": [
+            {"label": v.label, "choice": v.choice, "prompt_hash": flow.prompt_hash(v)} for v in sets
+        ],
+    }
+    (path / "run.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
+    return run_id
 
 
 def stop_service() -> None:

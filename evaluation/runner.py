@@ -30,7 +30,15 @@ from evaluation.executor import FlowExecutor, LineResult
 from evaluation.flow import Flow, VariantSet, load_flow, select_variants
 from genaiops.settings import get_settings
 
-__all__ = ["RunRequest", "RunResult", "load_lines", "load_run", "run_flow", "runs_dir"]
+__all__ = [
+    "RunRequest",
+    "RunResult",
+    "load_lines",
+    "load_run",
+    "new_run_id",
+    "run_flow",
+    "runs_dir",
+]
 
 Progress = Callable[[str, int, int], None]
 
@@ -71,7 +79,7 @@ class RunResult:
         return {v: sum(1 for r in ls if r.error) for v, ls in self.lines.items()}
 
 
-def _new_run_id(flow: Flow, name: str | None) -> str:
+def new_run_id(flow: Flow, name: str | None) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     return f"{name or flow.path.name}-{stamp}-{secrets.token_hex(2)}"
 
@@ -176,7 +184,7 @@ def run_flow(
     mapping = _mapping(req, flow, rows)  # fails before anything runs
     variant_sets = select_variants(flow, req.variants)
     if not resume:
-        run_id = _new_run_id(flow, req.name)
+        run_id = new_run_id(flow, req.name)
         path = runs_dir() / run_id
     path.mkdir(parents=True, exist_ok=True)
     meta = {

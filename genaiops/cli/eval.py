@@ -175,81 +175,18 @@ def run(
 
 def _pf_evaluate(req: Any, cfg: Any, gate: Any, baseline: str | None, track: bool) -> Any:
     """Execute with ``pf run`` (one per variant), then the same scoring/reports/gate."""
-    import json
-    import time
-
-    from evaluation import pf_runner
-    from evaluation.data import default_mapping, load_jsonl
-    from evaluation.flow import load_flow, select_variants
+    from evaluation.pf_runner import pf_run_flow
     from evaluation.pipeline import evaluate
-    from evaluation.runner import _new_run_id, runs_dir
 
-    flow = load_flow(req.flow)
-    rows = load_jsonl(req.data, limit=req.limit)
-    mapping = default_mapping(flow.inputs, rows) | req.column_mapping
-    run_id = _new_run_id(flow, "pf")
-    path = runs_dir() / run_id
-    sets = select_variants(flow, req.variants)
-    try:
-        for vs in sets:
-            lines = pf_runner.pf_batch(
-                flow.path,
-                Path(req.data).resolve(),
-                mapping,
-                vs.label if vs.choice else None,
-                concurrency=req.concurrency,
-            )
-            (path / vs.label).mkdir(parents=True, exist_ok=True)
-            with open(path / vs.label / "lines.jsonl", "w", encoding="utf-8") as f:
-                for ln in lines:
-                    ln.line_id = str(rows[ln.index].get("id", ln.index))
-                    ln.variant = vs.label
-                    f.write(json.dumps(ln.to_dict(), default=str) + "\n")
-    finally:
-        pf_runner.stop_service()
-    (path / "run.json").write_text(
-        json.dumps(
-            {
-                "run_id": run_id,
-                "request": req.to_dict(),
-                "flow_path": str(flow.path),
-                "column_mapping": mapping,
-                "runner": "pf",
-                "created": time.time(),
-                "status": "completed",
-                "variants": [
-                    {"label": v.label, "choice": v.choice, "prompt_hash": flow.prompt_hash(v)}
-                    for v in sets
-                ],
-            },
-            indent=2,
-            default=str,
-        )
-    )
+    run_id = pf_run_flow(req)
     return evaluate(req, cfg, existing_run=run_id, track=track, gate=gate, baseline=baseline)
 
 
 def _start_local_gateway(stack: contextlib.ExitStack, quiet: bool) -> None:
     """Serve the gateway on a free loopback port for the rest of ``stack``; point settings at it."""
-    import os
+    from evaluation.local_gateway import using_local_gateway
 
-    from evaluation.local_gateway import local_gateway
-    from genaiops.settings import reset_settings
-
-    gw = stack.enter_context(local_gateway())
-    saved = {k: os.environ.get(k) for k in ("GENAIOPS_GATEWAY_URL", "GENAIOPS_API_KEY")}
-    os.environ["GENAIOPS_GATEWAY_URL"], os.environ["GENAIOPS_API_KEY"] = gw.url, gw.api_key
-    reset_settings()
-
-    def restore() -> None:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        reset_settings()
-
-    stack.callback(restore)
+    gw = stack.enter_context(using_local_gateway())
     if not quiet:
         err_console.print(f"[dim]gateway {gw.url} (pid {gw.pid}, log {gw.log})[/]")
 
