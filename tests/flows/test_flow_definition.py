@@ -124,3 +124,26 @@ def test_cycle_is_rejected(tmp_path: Path) -> None:
     }
     with pytest.raises(FlowError, match="cycle"):
         load_flow(_flow(tmp_path, dag, {"p.jinja2": "{{ x }}"}))
+
+
+def test_eval_flow_scores_a_line_with_the_package_evaluators() -> None:
+    from evaluation.executor import FlowExecutor
+
+    flow = load_flow(REPO / "flows/eval_rag")
+    assert [n.name for n in flow.resolved_nodes()] == ["score", "aggregate"]
+    ctx = [
+        {"doc_id": "guides/security.pdf", "text": "Lumen encrypts every connection with TLS 1.3."}
+    ]
+    res = FlowExecutor(flow).run_line(
+        {
+            "question": "Which TLS version?",
+            "answer": "Lumen uses TLS 1.3.",
+            "ground_truth": "TLS 1.3",
+            "context": ctx,
+            "doc_ids": ["guides/security.pdf"],
+        }
+    )
+    assert res.error is None, res.error
+    scores = res.outputs["scores"]
+    assert scores["recall_at_4"] == 1.0 and scores["groundedness"] >= 4
+    assert 0 < scores["rougeL"] <= 1
