@@ -180,7 +180,18 @@ class HTTPBackend:
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         resp = await self._send("chat/completions", {**body, "stream": False}, stream=False)
-        return _json(resp, self.name)
+        data = _json(resp, self.name)
+        choices = data.get("choices")
+        if not (
+            isinstance(choices, list)
+            and choices
+            and all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices)
+        ):
+            raise BackendFailure(
+                f"deployment {self.name}: upstream answer has no choices[].message",
+                deployment=self.name,
+            )
+        return data
 
     async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
         return _json(await self._send("embeddings", body, stream=False), self.name)

@@ -70,14 +70,12 @@ async def chat_completions(
         except ContentFiltered as e:
             gw.metrics.safety.labels("input", "blocked").inc()
             await call.finish(
-                None,
-                0,
-                0,
-                status=400,
-                outcome="filtered",
-                error=e,
-                safety={"prompt": e.result},
+                None, 0, 0, status=400, outcome="filtered", error=e, safety={"prompt": e.result}
             )
+            raise
+        except APIError as e:  # the filter itself failed and the policy fails closed
+            gw.metrics.safety.labels("input", "unavailable").inc()
+            await call.finish(None, 0, 0, status=e.status, outcome="error", error=e)
             raise
     call.prompt_estimate = estimate_prompt_tokens(payload["messages"])
     await call.admit(call.prompt_estimate + max_tokens)
@@ -88,17 +86,20 @@ async def chat_completions(
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return await _stream(gw, call, order, payload, policy, prompt_notes, include_usage)
         dep, resp = await call.until_disconnect(call.dispatch(order, lambda b: b.chat(payload)))
+        return await _complete(gw, call, alias, dep, resp, policy, prompt_notes)
     except ClientDisconnected:
         await call.finish(None, 0, 0, status=499, outcome="disconnected")
         return Response(status_code=499)
     except APIError as e:
         await call.finish(None, 0, 0, status=e.status, outcome="error", error=e)
         raise
-    except BaseException:
+    except Exception:
+        await call.finish(None, 0, 0, status=500, outcome="error")
+        raise
+    except BaseException:  # cancelled: the client or the server went away
         with anyio.CancelScope(shield=True):
             await call.finish(None, 0, 0, status=499, outcome="disconnected")
         raise
-    return await _complete(gw, call, alias, dep, resp, policy, prompt_notes)
 
 
 async def _complete(

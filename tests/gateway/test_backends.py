@@ -281,3 +281,16 @@ def test_azure_entra_credential_tokens_are_cached_and_refreshed():
     b._token = None
     with pytest.raises(BackendFailure, match="Entra ID token"):
         asyncio.run(b.chat(BODY))
+
+
+@pytest.mark.parametrize(
+    "payload", [b"not json", b"[1]", b'{"choices": []}', b'{"choices": [{"message": "x"}]}']
+)
+def test_malformed_upstream_answers_are_502_not_500(payload: bytes):
+    def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=payload, headers={"content-type": "application/json"})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    with serve(upstream_config(), client) as gw, gw.client(gw.create_key()) as c:
+        r = c.post("/v1/chat/completions", json={**BODY, "model": "gpt-test"})
+    assert r.status_code == 502 and r.json()["error"]["type"] == "upstream_error"
