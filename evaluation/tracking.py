@@ -38,6 +38,8 @@ def log_summary(
     """Log each variant as an MLflow run; returns ``{variant: mlflow_run_id}``."""
     import mlflow
 
+    for noisy in ("mlflow", "alembic"):  # schema-migration chatter at INFO on first use
+        logging.getLogger(noisy).setLevel(max(logging.getLogger(noisy).level, logging.WARNING))
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     if mlflow.get_experiment_by_name(experiment) is None and "://" not in uri.replace(
