@@ -197,3 +197,34 @@ def test_stream_broken_mid_way_surfaces_as_sdk_error():
                 pass
         row = gw.gw.ledger.rows()[0]
     assert row["outcome"] == "error" and row["completion_tokens"] == 1
+
+
+def test_keys_never_reach_the_logs(gateway: Running, caplog: pytest.LogCaptureFixture):
+    import logging
+
+    key = gateway.create_key()
+    with caplog.at_level(logging.DEBUG):
+        with gateway.client(key) as c:
+            c.post("/v1/chat/completions", json={"model": "gpt-test", "messages": MSG})
+            c.post("/v1/chat/completions", json={"model": "nope", "messages": MSG})
+        with httpx.Client(base_url=gateway.url) as c:
+            c.post("/v1/chat/completions", json={}, headers={"api-key": key + "x"})
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "request req_" in text  # the request log line is there ...
+    assert key not in text and key[10:] not in text  # ... with the key id, never the secret
+
+
+def test_admin_errors_map_to_sdk_exceptions():
+    from tests.gateway.support import routed_client, serve, two_deployment_config
+
+    ups = {n: FakeUpstream() for n in ("stable", "canary", "mirror")}
+    with serve(two_deployment_config(), routed_client(ups)) as gw:
+        admin = openai.OpenAI(base_url=gw.url + "/admin", api_key=ADMIN_KEY, max_retries=0)
+        admin.post("/rollouts/gpt-test", body={"candidate": "canary"}, cast_to=object)
+        with pytest.raises(openai.ConflictError):  # 409: one rollout per alias at a time
+            admin.post("/rollouts/gpt-test", body={"candidate": "canary"}, cast_to=object)
+        with pytest.raises(openai.BadRequestError):  # candidate is already stable
+            admin.post("/rollouts/gpt-test/rollback", body={}, cast_to=object)
+            admin.post("/rollouts/gpt-test", body={"candidate": "stable"}, cast_to=object)
+        with pytest.raises(openai.NotFoundError):
+            admin.post("/rollouts/other/promote", body={}, cast_to=object)
