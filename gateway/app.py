@@ -41,7 +41,7 @@ from gateway.safety import Detector, SafetyEngine
 from gateway.state import StateStore, open_store
 from genaiops.errors import GenAIOpsError
 
-__all__ = ["build_gateway", "create_app"]
+__all__ = ["app_from_env", "build_gateway", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -253,3 +253,14 @@ async def _tick_rollouts(gw: Gateway) -> None:
                 log.warning("rollout %s: %s (weight %s)", st.alias, st.status, st.weight)
         except (GenAIOpsError, OSError) as e:
             log.error("rollout tick failed: %s", e)
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for several worker processes (``serve --workers N``): the config file
+    comes from ``GENAIOPS_GATEWAY_CONFIG`` (empty: the embedded models).  Workers share the
+    SQLite (or Redis) state and the ledger file, exactly like separate replicas."""
+    import os
+
+    from gateway.config import load_config
+
+    return create_app(load_config(os.environ.get("GENAIOPS_GATEWAY_CONFIG") or None))

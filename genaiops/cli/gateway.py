@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -50,6 +52,9 @@ def serve(
     config: ConfigOpt = None,
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8080,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (share state like replicas).")
+    ] = 1,
     json_: JsonOpt = False,
 ) -> None:
     """Serve /v1/chat/completions, /v1/embeddings, /v1/models, /healthz, /metrics, /admin."""
@@ -68,6 +73,18 @@ def serve(
         console.print(
             f"gateway on http://{host}:{port}/v1 — models: " + ", ".join(m.name for m in cfg.models)
         )
+    if workers > 1:
+        # each worker builds its own app from the same file (validated above)
+        os.environ["GENAIOPS_GATEWAY_CONFIG"] = str(Path(config).resolve()) if config else ""
+        uvicorn.run(
+            "gateway.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
+        return
     uvicorn.run(create_app(cfg), host=host, port=port, log_level="warning")
 
 

@@ -338,7 +338,9 @@ class GatewayProcess:
 
 
 @contextmanager
-def gateway_processes(config_yaml: str, home: Any, n: int = 1) -> Iterator[list[GatewayProcess]]:
+def gateway_processes(
+    config_yaml: str, home: Any, n: int = 1, args: tuple[str, ...] = ()
+) -> Iterator[list[GatewayProcess]]:
     """``n`` real ``genaiops gateway serve`` processes sharing one config (and its state)."""
     import os
     import subprocess
@@ -363,6 +365,7 @@ def gateway_processes(config_yaml: str, home: Any, n: int = 1) -> Iterator[list[
                     str(cfg),
                     "--port",
                     str(port),
+                    *args,
                 ],
                 env=env,
                 stdout=subprocess.DEVNULL,

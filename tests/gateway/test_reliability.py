@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -144,3 +145,50 @@ def test_three_replicas_sharing_redis_hold_quota_and_rpm(tmp_path, redis_url: st
         res = asyncio.run(burst(rpm_key, 60))
         assert sum(r.status_code == 200 for r in res) == 20
         assert all(r.headers.get("retry-after") for r in res if r.status_code == 429)
+
+
+def test_serve_with_two_workers_shares_keys_and_quota(tmp_path):
+    """``serve --workers 2``: two processes behind one port share SQLite state and the ledger."""
+    state = f"{{path: '{tmp_path / 's.db'}', ledger_path: '{tmp_path / 'l.db'}'}}"
+    with (
+        mock_upstream_server() as up,
+        gateway_processes(_config(up, state), tmp_path / "home", args=("--workers", "2")) as (gp,),
+    ):
+        key = _create_key(gp.url, quota=900, period="day")
+
+        async def burst() -> list[httpx.Response]:
+            async with httpx.AsyncClient(
+                base_url=gp.url, timeout=60, headers={"authorization": f"Bearer {key}"}
+            ) as c:
+                body = {"model": "gpt-test", "messages": MSG, "max_tokens": 30}
+                return await asyncio.gather(
+                    *(c.post("/v1/chat/completions", json=body) for _ in range(100))
+                )
+
+        res = asyncio.run(burst())
+        ok = [r for r in res if r.status_code == 200]
+        assert ok and {r.status_code for r in res} <= {200, 429}
+        billed = sum(r.json()["usage"]["total_tokens"] for r in ok)
+        with sqlite3.connect(tmp_path / "s.db") as db:
+            used = db.execute(
+                "SELECT SUM(used) FROM counters WHERE bucket LIKE '%:quota:%'"
+            ).fetchone()[0]
+        assert used == billed <= 900
+        with sqlite3.connect(tmp_path / "l.db") as db:
+            assert db.execute("SELECT COUNT(*) FROM usage WHERE outcome='ok'").fetchone()[0] == (
+                len(ok)
+            )
+        assert len(_children(gp.proc.pid)) >= 2  # really two worker processes
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                out.append(int(d))
+    return out
