@@ -82,10 +82,26 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> 
     raise RuntimeError(f"{url} did not come up")
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpu_seconds(pid: int) -> float:
-    """user + system CPU time of a process and its children so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
+    """user + system CPU time of a process and its live child processes (uvicorn workers)."""
+    pids = [pid]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                if int(_stat(int(d))[1]) == pid:
+                    pids.append(int(d))
+            except (OSError, IndexError, ValueError):
+                continue
+    ticks = 0
+    for p in pids:
+        try:
+            ticks += sum(int(x) for x in _stat(p)[11:13])  # utime, stime
+        except OSError:
+            continue
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -183,12 +199,15 @@ def run_proxies(levels: list[int], per_level: int) -> dict[str, Any]:
     procs: list[subprocess.Popen[bytes]] = []
     results: dict[str, Any] = {}
     try:
-        order = ["direct", "gateway (quota+safety off)", "gateway (quota+safety on)"]
-        for label, on in (
-            ("gateway (quota+safety off)", False),
-            ("gateway (quota+safety on)", True),
-        ):
-            d = tmp / label.split()[-2].strip("(")
+        on2 = "gateway (quota+safety on, 2 workers)"
+        order = ["direct", "gateway (quota+safety off)", "gateway (quota+safety on)", on2]
+        gateways = (
+            ("gateway (quota+safety off)", False, 1),
+            ("gateway (quota+safety on)", True, 1),
+            (on2, True, 2),
+        )
+        for i, (label, on, workers) in enumerate(gateways):
+            d = tmp / f"gw{i}"
             d.mkdir(parents=True, exist_ok=True)
             cfg = d / "gateway.yaml"
             cfg.write_text(gateway_yaml(upstream, d, on))
@@ -204,6 +223,8 @@ def run_proxies(levels: list[int], per_level: int) -> dict[str, Any]:
                     str(cfg),
                     "--port",
                     str(port),
+                    "--workers",
+                    str(workers),
                 ],
                 env,
                 f"http://127.0.0.1:{port}/healthz",
