@@ -7,6 +7,10 @@ pointed at the same mock.  The load generator (aiohttp, this process) sends non-
 requests at fixed concurrency; *added latency* = p50/p99 through a proxy minus p50/p99 calling
 the mock directly at the same concurrency, in the same run.
 
+    # LiteLLM lives in its own venv, never a project dependency (1.82.7/1.82.8 excluded):
+    python3 -m venv bench/.venv-litellm
+    bench/.venv-litellm/bin/pip install 'litellm[proxy]!=1.82.7,!=1.82.8'
+
     python bench/gateway_latency.py                  # writes bench/results/gateway_latency.json
     python bench/gateway_latency.py --quick          # fewer requests
     python bench/gateway_latency.py --render         # print the markdown section from the JSON
