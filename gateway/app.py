@@ -216,6 +216,12 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ticker = asyncio.create_task(_tick_rollouts(gw))
+        for b in gw.backends.values():
+            warm = getattr(b, "warm_up", None)
+            if warm is not None:
+                task = asyncio.create_task(warm())
+                gw.background.add(task)
+                task.add_done_callback(gw.background.discard)
         try:
             yield
         finally:

@@ -221,6 +221,13 @@ class LocalChatBackend:
             f"deployment {self.name} serves chat only", deployment=self.name, retryable=False
         )
 
+    async def warm_up(self) -> None:
+        """Load the model in the background at startup, so the first request does not wait."""
+        try:
+            await asyncio.to_thread(get_local_generator().warm_up)
+        except Exception as e:  # the first request will report it properly
+            log.warning("deployment %s: warm-up failed: %s", self.name, e)
+
     async def aclose(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
@@ -235,6 +242,12 @@ class LocalEmbeddingsBackend:
         self.name = name
         self._embedder: Any = None
         self._lock = threading.Lock()
+
+    async def warm_up(self) -> None:
+        try:
+            await asyncio.to_thread(self._embed, ["warm-up"])
+        except Exception as e:  # the first request will report it properly
+            log.warning("deployment %s: warm-up failed: %s", self.name, e)
 
     def _embed(self, texts: list[str]) -> list[list[float]]:
         with self._lock:
