@@ -172,6 +172,14 @@ class Call:
         row.error_code = err.error_code
         await self.gw.ledger.write(row)
 
+    async def circuit_skipped(self, deployment: str) -> None:
+        """The request was meant for a deployment whose circuit is open: record the miss."""
+        self.gw.metrics.upstream_failures.labels(deployment).inc()
+        row = self._row(deployment=deployment, status=503, outcome="attempt_error")
+        row.request_id = f"{self.request_id}:{deployment}"
+        row.error_code = "circuit_open"
+        await self.gw.ledger.write(row)
+
     async def dispatch(
         self, order: list[str], fn: Callable[[Backend], Awaitable[T]]
     ) -> tuple[str, T]:
@@ -179,13 +187,17 @@ class Call:
         last: APIError | None = None
         for dep in order:
             try:
-                return dep, await fn(self.gw.backends[dep])
+                result = await fn(self.gw.backends[dep])
             except BackendFailure as e:
+                self.gw.router.record(dep, ok=False)
                 await self.attempt_failed(dep, e)
                 last = e
                 if not e.retryable:
                     break
                 log.warning("request %s: deployment %s failed, falling back", self.request_id, dep)
+                continue
+            self.gw.router.record(dep, ok=True)
+            return dep, result
         if last is None:
             raise UpstreamFailed(f"model {self.alias!r} has no deployment with traffic")
         raise last

@@ -75,6 +75,12 @@ class DeploymentConfig(_Strict):
     max_retries: int = Field(default=2, ge=0, le=10)
     backoff_s: float = Field(default=0.25, ge=0)
     max_retry_after_s: float = Field(default=10.0, ge=0)
+    breaker_failures: int = Field(
+        default=5, ge=1, description="consecutive failed requests that open the circuit"
+    )
+    breaker_cooldown_s: float = Field(
+        default=30.0, ge=0, description="while open, the deployment is tried last"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DeploymentConfig:

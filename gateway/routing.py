@@ -12,6 +12,7 @@ own retries (429/5xx/timeouts); 4xx answers are not retried elsewhere.
 from __future__ import annotations
 
 import hashlib
+import time
 
 from gateway.backends import Backend
 from gateway.config import AliasConfig, GatewayConfig
@@ -27,7 +28,12 @@ def bucket(*parts: str) -> float:
 
 
 class Router:
-    """Orders deployments for a request."""
+    """Orders deployments for a request.
+
+    A per-process circuit breaker demotes a deployment that failed ``breaker_failures`` requests
+    in a row to the end of the order for ``breaker_cooldown_s`` (APIM backend-pool style), so a
+    dead primary does not cost every request its retries; one success closes it again.
+    """
 
     def __init__(
         self, config: GatewayConfig, backends: dict[str, Backend], rollouts: RolloutManager
@@ -35,6 +41,23 @@ class Router:
         self.config = config
         self.backends = backends
         self.rollouts = rollouts
+        self._failures: dict[str, int] = {}
+        self._open_until: dict[str, float] = {}
+
+    def record(self, deployment: str, ok: bool) -> None:
+        if ok:
+            self._failures.pop(deployment, None)
+            self._open_until.pop(deployment, None)
+            return
+        n = self._failures.get(deployment, 0) + 1
+        self._failures[deployment] = n
+        cfg = self.config.deployment(deployment)
+        if n >= cfg.breaker_failures:
+            self._open_until[deployment] = time.monotonic() + cfg.breaker_cooldown_s
+
+    def is_open(self, deployment: str) -> bool:
+        until = self._open_until.get(deployment)
+        return until is not None and time.monotonic() < until
 
     async def weights(self, alias: AliasConfig) -> dict[str, float]:
         w = {d.deployment: d.weight for d in alias.deployments}
@@ -47,6 +70,11 @@ class Router:
         return {k: v for k, v in w.items() if k != st.candidate} or {st.stable: 100.0}
 
     async def order(self, alias: AliasConfig, sticky: str) -> list[str]:
+        return (await self.plan(alias, sticky))[0]
+
+    async def plan(self, alias: AliasConfig, sticky: str) -> tuple[list[str], str | None]:
+        """The order to try, and the deployment the request was meant for when its circuit
+        is open (so the miss still counts against it, e.g. for a rollout's judgement)."""
         weights = await self.weights(alias)
         live = [(d, w) for d, w in weights.items() if w > 0]
         total = sum(w for _, w in live)
@@ -69,7 +97,10 @@ class Router:
         for d in seq:
             if d not in out:
                 out.append(d)
-        return out
+        # open circuits go last (still tried if nothing else answers)
+        skipped = out[0] if out and self.is_open(out[0]) else None
+        ordered = [d for d in out if not self.is_open(d)] + [d for d in out if self.is_open(d)]
+        return ordered, skipped
 
     def shadow_target(self, alias: AliasConfig, sticky: str, request_id: str) -> str | None:
         if alias.shadow is None:

@@ -80,7 +80,9 @@ async def chat_completions(
     call.prompt_estimate = estimate_prompt_tokens(payload["messages"])
     await call.admit(call.prompt_estimate + max_tokens)
     try:
-        order = await gw.router.order(alias, sticky=body.user or key.id)
+        order, skipped = await gw.router.plan(alias, sticky=body.user or key.id)
+        if skipped:
+            await call.circuit_skipped(skipped)
         _maybe_shadow(gw, call, alias, payload)
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)

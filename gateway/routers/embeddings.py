@@ -35,7 +35,9 @@ async def embeddings(body: EmbeddingsRequest, request: Request, gw: GW, key: Api
     await call.admit(tokens)
     payload = body.model_dump(exclude_none=True, exclude={"encoding_format"})
     payload["model"] = alias.name
-    order = await gw.router.order(alias, sticky=body.user or key.id)
+    order, skipped = await gw.router.plan(alias, sticky=body.user or key.id)
+    if skipped:
+        await call.circuit_skipped(skipped)
     try:
         dep, resp = await call.until_disconnect(
             call.dispatch(order, lambda b: b.embeddings(payload))

@@ -294,3 +294,38 @@ def test_malformed_upstream_answers_are_502_not_500(payload: bytes):
     with serve(upstream_config(), client) as gw, gw.client(gw.create_key()) as c:
         r = c.post("/v1/chat/completions", json={**BODY, "model": "gpt-test"})
     assert r.status_code == 502 and r.json()["error"]["type"] == "upstream_error"
+
+
+def test_circuit_breaker_demotes_a_failing_deployment_then_closes():
+    primary = FakeUpstream(fail_always=503)
+    backup = FakeUpstream(reply="from backup")
+    cfg = upstream_config(
+        deployments=[
+            {
+                "name": "p",
+                "backend": "openai_compatible",
+                "base_url": "http://primary.test/v1",
+                "max_retries": 1,
+                "backoff_s": 0,
+                "breaker_failures": 2,
+                "breaker_cooldown_s": 0.5,
+            },
+            {"name": "b", "backend": "openai_compatible", "base_url": "http://backup.test/v1"},
+        ],
+        models=[{"name": "gpt-test", "deployments": [{"deployment": "p"}], "fallback": ["b"]}],
+    )
+    from tests.gateway.support import routed_client
+
+    client = routed_client({"primary.test": primary, "backup.test": backup})
+    body = {"model": "gpt-test", "messages": MSG}
+    with serve(cfg, client) as gw, gw.client(gw.create_key()) as c:
+        for _ in range(5):
+            assert c.post("/v1/chat/completions", json=body).status_code == 200
+        assert len(primary.requests) == 4  # 2 requests x 2 tries, then the circuit is open
+        rows = gw.gw.ledger.rows()
+        assert sum(r["error_code"] == "circuit_open" for r in rows) == 3  # misses still count
+        primary.fail_always = None
+        time.sleep(0.6)  # cool-down over: tried again, and a success closes the circuit
+        r = c.post("/v1/chat/completions", json=body)
+        assert r.json()["choices"][0]["message"]["content"] == "Hello from upstream."
+        assert not gw.gw.router.is_open("p")
