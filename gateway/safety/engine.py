@@ -61,6 +61,7 @@ class OutputVerdict:
     blocked: bool
     text: str
     results: dict[str, Any] = field(default_factory=dict)
+    redacted: list[PIISpan] = field(default_factory=list)  # spans replaced in ``text``
 
 
 class SafetyEngine:
@@ -199,9 +200,8 @@ class SafetyEngine:
         res, blocked = self._results(a, policy, attack_key=None)
         if blocked:
             return OutputVerdict(True, "", res)
-        if policy.pii == "redact" and a.pii:
-            text = redact(text, [p for p in a.pii if p.type in policy.pii_types])
-        return OutputVerdict(False, text, res)
+        spans = [p for p in a.pii if p.type in policy.pii_types] if policy.pii == "redact" else []
+        return OutputVerdict(False, redact(text, spans) if spans else text, res, spans)
 
 
 class StreamFilter:
@@ -232,11 +232,16 @@ class StreamFilter:
             self.pending = ""
             self.released += text
             return text
-        # hold back a tail of the raw text so patterns crossing the boundary are seen whole
-        keep = self.pending[-self.holdback :] if len(self.pending) > self.holdback else ""
-        raw_out = self.pending[: len(self.pending) - len(keep)]
-        out = (await self.engine.check_output(raw_out, self.policy)).text if keep else text
-        self.pending = keep
+        # hold back a tail of the raw text so patterns crossing the boundary are seen whole, and
+        # never cut inside something that is being redacted (half an e-mail address must not leak)
+        cut = _safe_cut(self.pending, max(0, len(self.pending) - self.holdback))
+        if cut == 0 and len(self.pending) > 8 * (self.window + self.holdback):
+            cut = len(self.pending) - self.holdback  # one endless "word": do not buffer forever
+        for span in verdict.redacted:
+            if span.start < cut < span.end:
+                cut = span.start
+        out = redact(self.pending[:cut], [p for p in verdict.redacted if p.end <= cut])
+        self.pending = self.pending[cut:]
         self.released += out
         return out
 
@@ -254,6 +259,24 @@ class StreamFilter:
         if not self.pending:
             return ""
         return await self._check(final=True)
+
+
+def _safe_cut(text: str, cut: int) -> int:
+    """Move a release point back so it never splits a word or a spaced group of digits:
+    an e-mail address, key or card number is only recognisable once it is complete."""
+    while cut > 0 and not text[cut - 1].isspace():
+        cut -= 1
+    # "4111 1111 1111 1111", "+1 415-555-0100": digit groups joined by one space or dash
+    while (
+        cut >= 2
+        and text[cut - 1] in " -"
+        and text[cut - 2].isdigit()
+        and (cut < len(text) and text[cut].isdigit())
+    ):
+        cut -= 1
+        while cut > 0 and not text[cut - 1].isspace():
+            cut -= 1
+    return cut
 
 
 def _merge(into: dict[str, Any], res: dict[str, Any]) -> None:

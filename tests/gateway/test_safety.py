@@ -294,3 +294,34 @@ def test_filter_failure_fails_closed_by_default_and_open_when_configured(monkeyp
         notes = r.model_extra["prompt_filter_results"][0]["content_filter_results"]  # type: ignore[index]
         assert notes["error"]["code"] == "content_filter_error"
         assert r.choices[0].model_extra["content_filter_results"]["error"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Write to me at someone.with.a.long.name@example-company.com please, thanks!",
+            "Write to me at [EMAIL] please, thanks!",
+        ),
+        (
+            "The card on file is 4111 1111 1111 1111 and it expires soon, sadly.",
+            "The card on file is [CREDIT_CARD] and it expires soon, sadly.",
+        ),
+    ],
+)
+def test_stream_redaction_never_leaks_half_an_address(text: str, expected: str):
+    """PII that straddles a window boundary is redacted whole, never released in part."""
+    import asyncio
+
+    from gateway.safety import StreamFilter
+
+    async def go() -> str:
+        f = StreamFilter(SafetyEngine(SafetyConfig()), None, window=10, holdback=4)
+        sent = ""
+        for ch in text:  # one character per delta: every possible cut point
+            out = await f.feed(ch)
+            assert out is not None
+            sent += out
+        return sent + (await f.finish() or "")
+
+    assert asyncio.run(go()) == expected
