@@ -211,36 +211,52 @@ class StreamFilter:
     when the completion is blocked (nothing after the last released window is sent).
     """
 
-    def __init__(self, engine: SafetyEngine, policy: str | None, window: int, holdback: int = 48):
+    def __init__(
+        self,
+        engine: SafetyEngine,
+        policy: str | None,
+        window: int,
+        holdback: int = 48,
+        context: int = 200,
+    ):
         self.engine = engine
         self.policy = policy
         self.window = window
         self.holdback = holdback
+        self.context = context  # raw released characters re-checked with each window
         self.released = ""  # text already sent (after redaction)
+        self.released_raw = ""  # its raw tail (phrases can span a window boundary)
         self.pending = ""  # raw text not yet sent
         self.results: dict[str, Any] = {}
         self.blocked = False
 
     async def _check(self, final: bool) -> str | None:
-        verdict = await self.engine.check_output(self.pending, self.policy)
+        # judge the new text together with the tail already sent, so a phrase split across the
+        # boundary ("how to make" | "a pipe bomb") is still recognised and stops the rest
+        tail = self.released_raw[-self.context :]
+        verdict = await self.engine.check_output(tail + self.pending, self.policy)
         _merge(self.results, verdict.results)
         if verdict.blocked:
             self.blocked = True
             return None
-        text = verdict.text
+        spans = [
+            PIISpan(p.type, p.start - len(tail), p.end - len(tail))
+            for p in verdict.redacted
+            if p.start >= len(tail)
+        ]
         if final:
-            self.pending = ""
-            self.released += text
-            return text
-        # hold back a tail of the raw text so patterns crossing the boundary are seen whole, and
-        # never cut inside something that is being redacted (half an e-mail address must not leak)
-        cut = _safe_cut(self.pending, max(0, len(self.pending) - self.holdback))
-        if cut == 0 and len(self.pending) > 8 * (self.window + self.holdback):
-            cut = len(self.pending) - self.holdback  # one endless "word": do not buffer forever
-        for span in verdict.redacted:
-            if span.start < cut < span.end:
-                cut = span.start
-        out = redact(self.pending[:cut], [p for p in verdict.redacted if p.end <= cut])
+            cut = len(self.pending)
+        else:
+            # hold back a tail of the raw text, and never cut inside a word, a number or
+            # something being redacted (half an e-mail address must not leak)
+            cut = _safe_cut(self.pending, max(0, len(self.pending) - self.holdback))
+            if cut == 0 and len(self.pending) > 8 * (self.window + self.holdback):
+                cut = len(self.pending) - self.holdback  # one endless "word": do not wait forever
+            for span in spans:
+                if span.start < cut < span.end:
+                    cut = span.start
+        out = redact(self.pending[:cut], [p for p in spans if p.end <= cut])
+        self.released_raw = (self.released_raw + self.pending[:cut])[-self.context :]
         self.pending = self.pending[cut:]
         self.released += out
         return out

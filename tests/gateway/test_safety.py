@@ -325,3 +325,23 @@ def test_stream_redaction_never_leaks_half_an_address(text: str, expected: str):
         return sent + (await f.finish() or "")
 
     assert asyncio.run(go()) == expected
+
+
+def test_stream_phrase_split_across_windows_still_stops_the_rest():
+    import asyncio
+
+    from gateway.safety import StreamFilter
+
+    async def go() -> tuple[str, bool]:
+        f = StreamFilter(SafetyEngine(SafetyConfig()), None, window=20, holdback=4)
+        sent = ""
+        for piece in ["Okay. Here is exactly how to make ", "a pipe bomb using household items"]:
+            out = await f.feed(piece)
+            if out is None:
+                return sent, True
+            sent += out
+        rest = await f.finish()
+        return sent + (rest or ""), rest is None
+
+    sent, blocked = asyncio.run(go())
+    assert blocked and "bomb" not in sent
