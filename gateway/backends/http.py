@@ -207,13 +207,22 @@ class HTTPBackend:
                 if data == "[DONE]":
                     break
                 try:
-                    yield json.loads(data)
+                    obj = json.loads(data)
                 except ValueError as e:
                     raise BackendFailure(
                         f"deployment {self.name}: malformed stream chunk",
                         deployment=self.name,
                         retryable=False,
                     ) from e
+                if isinstance(obj, dict) and obj.get("error"):
+                    err = obj["error"]
+                    msg = err.get("message") if isinstance(err, dict) else str(err)
+                    raise BackendFailure(
+                        f"deployment {self.name}: upstream stream error: {str(msg)[:300]}",
+                        deployment=self.name,
+                        retryable=False,
+                    )
+                yield obj
         except httpx.HTTPError as e:
             raise BackendFailure(
                 f"deployment {self.name}: stream broke ({type(e).__name__})",

@@ -228,3 +228,25 @@ def test_admin_errors_map_to_sdk_exceptions():
             admin.post("/rollouts/gpt-test", body={"candidate": "stable"}, cast_to=object)
         with pytest.raises(openai.NotFoundError):
             admin.post("/rollouts/other/promote", body={}, cast_to=object)
+
+
+def test_upstream_error_event_mid_stream_is_passed_on():
+    from tests.gateway.support import serve, upstream_config
+
+    body = (
+        b'data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m",'
+        b'"choices":[{"index":0,"delta":{"content":"partial"},"finish_reason":null}]}\n\n'
+        b'data: {"error": {"message": "model overloaded", "type": "server_error"}}\n\n'
+    )
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    with serve(upstream_config(safety={"enabled": False}), client) as gw:
+        stream = sdk(gw, gw.create_key()).chat.completions.create(
+            model="gpt-test", messages=MSG, stream=True
+        )
+        with pytest.raises(openai.APIError, match="model overloaded"):
+            for _ in stream:
+                pass
