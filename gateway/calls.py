@@ -124,6 +124,8 @@ class Call:
                 error_code=error.error_code if error else None,
                 safety=safety or {},
             )
+            if deployment and outcome in ("ok", "error", "filtered"):
+                await self.gw.rollouts.observe(self.alias, deployment, status, row.latency_ms or 0)
             store = self.gw.store
             if isinstance(store, SQLiteStore):  # one worker-thread hop for both writes
                 await asyncio.to_thread(self._settle_and_record, store, deltas, row)
@@ -171,6 +173,7 @@ class Call:
         row.request_id = f"{self.request_id}:{deployment}"
         row.error_code = err.error_code
         await self.gw.ledger.write(row)
+        await self.gw.rollouts.observe(self.alias, deployment, err.status, row.latency_ms or 0)
 
     async def circuit_skipped(self, deployment: str) -> None:
         """The request was meant for a deployment whose circuit is open: record the miss."""
@@ -179,6 +182,7 @@ class Call:
         row.request_id = f"{self.request_id}:{deployment}"
         row.error_code = "circuit_open"
         await self.gw.ledger.write(row)
+        await self.gw.rollouts.observe(self.alias, deployment, 503, 0.0)
 
     async def dispatch(
         self, order: list[str], fn: Callable[[Backend], Awaitable[T]]

@@ -1,8 +1,10 @@
 """Gradual rollout of a candidate deployment behind a model alias, with automatic rollback.
 
 State lives in the shared store (``rollout:<alias>``), so it survives restarts and every replica
-sees it; transitions are compare-and-set, so only one replica advances a step.  Each tick
-compares candidate and stable on the traffic since the current step began (from the ledger):
+sees it; transitions are compare-and-set, so only one replica advances a step.  Every replica
+counts the outcomes of stable and candidate (requests, 5xx, a latency histogram) in the shared
+store, so each tick compares candidate and stable on *all* replicas' traffic since the current
+step began (online scores come from the ledger of the replica they were posted to):
 
 * breach — candidate error rate above stable's by more than ``max_error_rate_increase``, or
   candidate p95 latency above ``max(stable_p95 * max_p95_ratio, stable_p95 + p95_slack_ms)``, or
@@ -19,6 +21,7 @@ compares candidate and stable on the traffic since the current step began (from 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -28,9 +31,28 @@ from gateway.errors import Conflict, InvalidRequest, ModelNotFound, NotFound
 from gateway.ledger import Ledger
 from gateway.state import StateStore
 
-__all__ = ["RolloutManager", "RolloutState", "parse_duration"]
+__all__ = ["LATENCY_EDGES_MS", "RolloutManager", "RolloutState", "parse_duration"]
 
 ACTIVE = ("running", "paused")
+# latency histogram bucket upper edges (ms) for the shared p95 estimate
+LATENCY_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 30000, 60000)
+
+
+def _prefix(st: RolloutState, deployment: str) -> str:
+    return f"ro:{st.alias}:{int(st.step_started * 1000)}:{deployment}"
+
+
+def _p95(hist: list[int]) -> float | None:
+    """Upper edge of the histogram bucket holding the 95th percentile."""
+    total = sum(hist)
+    if not total:
+        return None
+    acc = 0
+    for i, c in enumerate(hist):
+        acc += c
+        if acc >= 0.95 * total:
+            return float(LATENCY_EDGES_MS[i]) if i < len(LATENCY_EDGES_MS) else 120_000.0
+    return None
 
 
 def parse_duration(text: str) -> float:
@@ -182,11 +204,44 @@ class RolloutManager:
     async def resume(self, alias: str) -> RolloutState:
         return await self._transition(alias, "resumed", status="running", step_started=time.time())
 
-    def judge(self, st: RolloutState, now: float) -> tuple[str, dict[str, Any]]:
+    async def observe(self, alias: str, deployment: str, status: int, latency_ms: float) -> None:
+        """Count one outcome of a deployment in a running rollout, in the shared store, so every
+        replica's judge sees all replicas' traffic (requests, 5xx, a latency histogram)."""
+        st = await self.cached(alias)
+        if st is None or st.status != "running" or deployment not in (st.stable, st.candidate):
+            return
+        p = _prefix(st, deployment)
+        ttl = st.interval_s * 4 + 3600
+        i = bisect.bisect_left(LATENCY_EDGES_MS, latency_ms)
+        err = 1 if status >= 500 else 0
+        await self.store.settle(
+            [(f"{p}:n", 1, ttl), (f"{p}:err", err, ttl), (f"{p}:lat{i}", 1, ttl)]
+        )
+
+    async def stats(self, st: RolloutState, deployment: str) -> dict[str, Any]:
+        """Shared counters of this step (all replicas) plus online scores from the ledger."""
+        p = _prefix(st, deployment)
+        names = [f"{p}:n", f"{p}:err"] + [f"{p}:lat{i}" for i in range(len(LATENCY_EDGES_MS) + 1)]
+        n, err, *hist = await self.store.peek(names)
+        out: dict[str, Any] = {
+            "n": n,
+            "errors": err,
+            "error_rate": err / n if n else 0.0,
+            "p95_ms": _p95(hist),
+            "scored": 0,
+            "mean_score": None,
+        }
+        if self.ledger is not None:
+            led = await asyncio.to_thread(
+                self.ledger.deployment_stats, st.alias, deployment, st.step_started
+            )
+            out["scored"], out["mean_score"] = led["scored"], led["mean_score"]
+        return out
+
+    def judge(
+        self, st: RolloutState, now: float, cand: dict[str, Any], stab: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
         """``wait`` | ``advance`` | ``rollback`` with the evidence."""
-        assert self.ledger is not None
-        cand = self.ledger.deployment_stats(st.alias, st.candidate, st.step_started)
-        stab = self.ledger.deployment_stats(st.alias, st.stable, st.step_started)
         ev = {"candidate": cand, "stable": stab}
         if cand["n"] < st.min_samples:
             return "wait", {**ev, "reason": f"{cand['n']}/{st.min_samples} candidate samples"}
@@ -212,10 +267,11 @@ class RolloutManager:
         changed = []
         for key, v in await self.store.kv_list("rollout:"):
             st = RolloutState.from_dict(v)
-            if st.status != "running" or self.ledger is None:
+            if st.status != "running":
                 continue
             now = time.time()
-            verdict, ev = await asyncio.to_thread(self.judge, st, now)
+            cand, stab = await self.stats(st, st.candidate), await self.stats(st, st.stable)
+            verdict, ev = self.judge(st, now, cand, stab)
             if verdict == "wait":
                 continue
             _, ver = await self.store.kv_get(key)

@@ -192,3 +192,63 @@ def _children(pid: int) -> list[int]:
             if int(stat[1]) == pid:
                 out.append(int(d))
     return out
+
+
+def test_rollout_judged_on_traffic_of_another_replica_via_redis(tmp_path, redis_url: str):
+    """Replica B serves all traffic (and never judges); replica A, sharing only Redis, sees
+    the canary's failures in the shared counters and rolls back."""
+    import uuid
+
+    from gateway.state.redis import RedisStore
+    from tests.gateway.support import (
+        FakeUpstream,
+        routed_client,
+        serve,
+        two_deployment_config,
+    )
+
+    ns = f"t{uuid.uuid4().hex[:8]}:"
+    ups = {n: FakeUpstream(reply=f"{n} says hi") for n in ("stable", "canary", "mirror")}
+    ups["canary"].fail_always = 503
+
+    def cfg(name: str, tick: float):
+        return two_deployment_config(
+            rollout_tick_s=tick,
+            state={
+                "backend": "redis",
+                "redis_url": redis_url,
+                "ledger_path": str(tmp_path / f"{name}-ledger.db"),
+            },
+        )
+
+    with (
+        serve(cfg("a", 0.1), routed_client(ups), store=RedisStore(redis_url, ns)) as a,
+        serve(cfg("b", 3600), routed_client(ups), store=RedisStore(redis_url, ns)) as b,
+    ):
+        key = a.create_key()
+        with a.admin() as adm:
+            r = adm.post(
+                "/admin/rollouts/gpt-test",
+                json={
+                    "candidate": "canary",
+                    "steps": [50, 100],
+                    "interval": "5s",
+                    "min_samples": 5,
+                },
+            )
+            assert r.status_code == 201
+        status = "running"
+        t0 = time.time()
+        n = 0
+        with b.client(key) as c, a.admin() as adm:
+            while status == "running" and time.time() - t0 < 5:
+                for _ in range(5):
+                    r = c.post(
+                        "/v1/chat/completions",
+                        json={"model": "gpt-test", "messages": MSG, "user": f"u{n}"},
+                    )
+                    n += 1
+                    assert r.status_code == 200
+                status = adm.get("/admin/rollouts/gpt-test").json()["status"]
+        assert status == "rolled_back"
+        assert a.gw.ledger.rows() == []  # A served nothing: it judged B's traffic
