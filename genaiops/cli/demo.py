@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from genaiops.cli._output import console, emit_json, err_console
+from genaiops.cli._output import StageBar, console, emit_json, err_console
 
 
 def demo(
@@ -20,13 +20,12 @@ def demo(
     """
     from evaluation.demo import run_demo
     from evaluation.reports import render_markdown
-    from genaiops.cli.eval import _Bar
 
     def say(msg: str) -> None:
         if not json_:
             err_console.print(escape(msg))
 
-    with _Bar(not json_) as bar:
+    with StageBar(not json_) as bar:
         outcome, build = run_demo(say=say, progress=bar, track=track)
     gate = outcome.gate
     assert gate is not None

@@ -13,9 +13,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from genaiops.cli._output import console, emit_json, err_console
+from genaiops.cli._output import StageBar, console, emit_json, err_console
 from genaiops.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True)
@@ -33,38 +32,6 @@ def _mapping(pairs: list[str] | None) -> dict[str, Any]:
             )
         out[key.strip()] = value.strip()
     return out
-
-
-class _Bar:
-    """A rich progress bar per variant (stderr), or nothing with --json."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-        )
-        self.tasks: dict[str, Any] = {}
-
-    def __call__(self, label: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if label not in self.tasks:
-            self.tasks[label] = self.bar.add_task(label, total=total)
-        self.bar.update(self.tasks[label], completed=done, total=total)
-
-    def __enter__(self) -> _Bar:
-        if self.enabled:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self.bar.stop()
 
 
 def _print_outcome(outcome: Any, json_: bool, extra: dict[str, Any] | None = None) -> None:
@@ -159,7 +126,7 @@ def run(
     elif runner != "genaiops":
         raise ConfigError("--runner must be genaiops or pf")
     else:
-        with _Bar(not json_) as bar:
+        with StageBar(not json_) as bar:
             outcome = evaluate(
                 req,
                 cfg,
@@ -217,7 +184,7 @@ def gate(
     with contextlib.ExitStack() as stack:
         if local_gateway:
             _start_local_gateway(stack, json_)
-        with _Bar(not json_) as bar:
+        with StageBar(not json_) as bar:
             outcome = run_gate(
                 cfg, baseline=baseline, existing_run=run_id, progress=bar, track=track
             )
