@@ -51,6 +51,7 @@ class LineResult:
     completion_tokens: int = 0
     model: str | None = None
     error: dict[str, str] | None = None
+    aggregation_inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,7 +156,8 @@ class FlowExecutor:
         try:
             inputs = coerce_inputs(self.flow, values)
             res.inputs = inputs
-            for node in self.flow.resolved_nodes(variants):
+            nodes = self.flow.resolved_nodes(variants)
+            for node in nodes:
                 if node.aggregation:
                     continue
                 kwargs = {
@@ -166,6 +168,11 @@ class FlowExecutor:
                 res.node_latency_s[node.name] = time.perf_counter() - n0
                 outputs[node.name] = out
                 self._account(res, out)
+            for node in nodes:  # this line's values for aggregation nodes (run after the batch)
+                if node.aggregation:
+                    res.aggregation_inputs[node.name] = {
+                        k: self._resolve(v, inputs, outputs, node) for k, v in node.inputs.items()
+                    }
             res.outputs = {
                 name: self._resolve(spec.get("reference"), inputs, outputs, None)
                 for name, spec in self.flow.outputs.items()
@@ -229,6 +236,26 @@ class FlowExecutor:
             "model": r.model,
             "usage": {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens},
         }
+
+    def run_aggregation(
+        self, lines: list[LineResult], variants: VariantSet | None = None
+    ) -> dict[str, Any]:
+        """Run ``aggregation: true`` nodes once over the successful lines (inputs become lists,
+        as in promptflow). Returns ``{node: output}``; a failing node gives ``{"error": ...}``."""
+        out: dict[str, Any] = {}
+        ok = [ln for ln in lines if ln.error is None]
+        for node in self.flow.resolved_nodes(variants):
+            if not node.aggregation:
+                continue
+            kwargs = {
+                k: [ln.aggregation_inputs.get(node.name, {}).get(k) for ln in ok]
+                for k in node.inputs
+            }
+            try:
+                out[node.name] = self._run_node(node, kwargs)
+            except NodeError as e:
+                out[node.name] = {"error": str(e)}
+        return out
 
     @staticmethod
     def _account(res: LineResult, out: Any) -> None:

@@ -269,7 +269,10 @@ def _run_variant(
                     raise
     # the latest record of each line wins (a retried error is superseded)
     latest = {r.index: r for r in load_lines(lines_file)}
-    return [latest[i] for i in sorted(latest)]
+    result = [latest[i] for i in sorted(latest)]
+    if any(n.aggregation for n in executor.flow.nodes):
+        _write_json(folder / "aggregates.json", executor.run_aggregation(result, vs))
+    return result
 
 
 def load_run(run_id: str) -> RunResult:

@@ -147,3 +147,24 @@ def test_eval_flow_scores_a_line_with_the_package_evaluators() -> None:
     scores = res.outputs["scores"]
     assert scores["recall_at_4"] == 1.0 and scores["groundedness"] >= 4
     assert 0 < scores["rougeL"] <= 1
+
+
+def test_aggregation_node_runs_once_over_the_batch(tmp_path: Path) -> None:
+    import json
+
+    from evaluation.runner import RunRequest, run_flow
+
+    data = tmp_path / "d.jsonl"
+    rows = [
+        {
+            "question": "Which TLS version?",
+            "answer": "Lumen uses TLS 1.3.",
+            "ground_truth": "TLS 1.3",
+        },
+        {"question": "License?", "answer": "bananas", "ground_truth": "Apache License 2.0"},
+    ]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = run_flow(RunRequest(flow=str(REPO / "flows/eval_rag"), data=str(data)))
+    agg = json.loads((res.path / "default" / "aggregates.json").read_text())["aggregate"]
+    per_line = [ln.outputs["scores"]["rougeL"] for ln in res.lines["default"]]
+    assert agg["rougeL"] == sum(per_line) / 2 and agg["rougeL_nan"] == 0.0
