@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     model_cache: Path | None = Field(
         default=None, description="Dequantized model weights (default: <home>/cache/models)."
     )
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="torch CPU threads for local models (default: torch's)."
+    )
     device: str = Field(default="cpu", description="torch device for local models (cpu, cuda).")
     log_level: str = "WARNING"
 

@@ -52,6 +52,7 @@ class BuildResult:
     promoted: str | None
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    over_window: int = 0  # chunks longer than the embedder's input window (tails not embedded)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +64,11 @@ class BuildResult:
         return (
             f"{head}: index {self.index} version {self.version_id}: {self.documents} documents,"
             f" {self.chunks} chunks ({self.embedded} embedded, {self.reused} reused)"
+        ) + (
+            f"; warning: {self.over_window} chunks exceed the embedder's input window and are"
+            " embedded truncated (lower chunker.size)"
+            if self.over_window
+            else ""
         )
 
 
@@ -90,6 +96,19 @@ def _git_commit(path: Path) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _count_over_window(embedder: Embedder, chunks: list[Chunk]) -> int:
+    """Chunks whose embedded text the model would cut (sizes are in project tokens, the model
+    counts its own); 0 when the embedder cannot tell (remote APIs reject instead of cutting)."""
+    counts = getattr(embedder, "input_token_counts", None)
+    window = getattr(embedder, "max_input_tokens", None)
+    if counts is None or window is None or not chunks:
+        return 0
+    over = 0
+    for i in range(0, len(chunks), 1024):
+        over += sum(n > window for n in counts([c.embed_text() for c in chunks[i : i + 1024]]))
+    return over
 
 
 def _embed_missing(
@@ -162,6 +181,7 @@ def build_index(
             promote,
             time.perf_counter() - t0,
             timings,
+            m["counts"].get("over_window", 0),
         )
 
     # parse + chunk
@@ -187,6 +207,7 @@ def build_index(
         if progress:
             progress("parse", n, len(files))
     timings["parse_chunk"] = time.perf_counter() - t
+    over_window = _count_over_window(embedder, chunks)
 
     # embed (cache first)
     t = time.perf_counter()
@@ -228,6 +249,7 @@ def build_index(
                 "reused": len(chunks) - embedded,
                 "quarantined": len(q),
                 "files": len(files),
+                "over_window": over_window,
             },
             "sources": {f"{f.source_index}:{f.rel}": f.sha256 for f in files},
             "documents": {
@@ -262,4 +284,5 @@ def build_index(
         promote,
         time.perf_counter() - t0,
         timings,
+        over_window,
     )

