@@ -123,6 +123,17 @@ class FlowExecutor:
                 self._connections[name] = GatewayConnection.from_settings()
             return self._connections[name]
 
+    def check_connections(self, variant_sets: list[VariantSet]) -> None:
+        """Resolve every connection the chosen variants use, so a missing gateway URL fails
+        before the first line instead of on every line."""
+        for vs in variant_sets:
+            for node in self.flow.resolved_nodes(vs):
+                if node.type == "llm":
+                    self.connection(node.connection or CONNECTION_NAME)
+                for value in node.inputs.values():
+                    if value == CONNECTION_NAME:
+                        self.connection(value)
+
     def tool(self, path: Path) -> Callable[..., Any]:
         with self._lock:
             fn = self._tools.get(path)

@@ -183,6 +183,8 @@ def run_flow(
     rows = load_jsonl(req.data, limit=req.limit)
     mapping = _mapping(req, flow, rows)  # fails before anything runs
     variant_sets = select_variants(flow, req.variants)
+    executor = FlowExecutor(flow, connections)
+    executor.check_connections(variant_sets)  # no gateway configured: fail before running
     if not resume:
         run_id = new_run_id(flow, req.name)
         path = runs_dir() / run_id
@@ -200,7 +202,6 @@ def run_flow(
         "status": "running",
     }
     _write_json(path / "run.json", meta)
-    executor = FlowExecutor(flow, connections)
     result = RunResult(run_id, path, req, variant_sets, {}, rows, flow)
     try:
         for vs in variant_sets:

@@ -109,3 +109,16 @@ def test_resume_runs_only_missing_lines_and_repairs_torn_tail(
     assert all(json.loads(x) for x in lines_file.read_text().splitlines())
     reopened = load_run(first.run_id)
     assert not reopened.interrupted and len(reopened.lines["answer_prompt.terse"]) == 4
+
+
+def test_missing_gateway_url_fails_before_anything_runs(
+    sample_index: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from genaiops.errors import ConfigError
+    from genaiops.settings import reset_settings
+
+    monkeypatch.delenv("GENAIOPS_GATEWAY_URL", raising=False)
+    reset_settings()
+    with pytest.raises(ConfigError, match="GENAIOPS_GATEWAY_URL"):
+        run_flow(RunRequest(flow=str(REPO / "flows/rag"), data=QA, limit=2))
+    assert not runs_dir().exists()
