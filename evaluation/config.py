@@ -103,7 +103,11 @@ class RunSection(_Strict):
 
 
 class GateConfig(_Strict):
-    """``evaluation/gate.yaml``: what to run, how to score, and what passes."""
+    """``evaluation/gate.yaml``: what to run, how to score, and what passes.
+
+    Paths (``run.flow``, ``run.data``, ``baseline``) are relative to the working directory: CI
+    runs the gate from the repository root.
+    """
 
     run: RunSection = Field(default_factory=RunSection)
     evaluation: EvalConfig = Field(default_factory=EvalConfig)
@@ -114,15 +118,12 @@ class GateConfig(_Strict):
     )
     regression: RegressionConfig = Field(default_factory=RegressionConfig)
     max_failed_judgements: int = Field(default=0, ge=0)
-    baseline: str | None = None
-    base_dir: Path | None = Field(default=None, exclude=True)
+    baseline: str | None = Field(
+        default=None, description="default baseline (run id or summary file); --baseline wins"
+    )
 
     def bounds_for(self, variant: str) -> dict[str, Bound]:
         return {**self.thresholds, **self.variant_thresholds.get(variant, {})}
-
-    def resolve(self, path: str) -> str:
-        """Paths in the config are relative to the current directory (the repo root in CI)."""
-        return path
 
 
 def load_gate_config(path: str | Path) -> GateConfig:

@@ -126,7 +126,8 @@ def test_flow_validate_and_test(sample_index: Path, fake_gateway: FakeOpenAI) ->
 
 
 def test_offline_judge_agreement_command() -> None:
-    res = runner.invoke(app, ["eval", "agreement", "--json"])
+    labels = str(REPO / "datasets/sample/judge_labels.jsonl")
+    res = runner.invoke(app, ["eval", "agreement", "--labels", labels, "--json"])
     assert res.exit_code == 0, res.output
     g = json.loads(res.stdout)["metrics"]["groundedness"]
     assert g["n"] == 51 and g["failed"] == 0 and 0.0 <= g["accuracy"] <= 1.0

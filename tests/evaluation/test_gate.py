@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _gate_cfg(flow: Path, **extra: object) -> GateConfig:
-    base = load_gate_config(REPO / "evaluation/gate.yaml").model_dump(exclude={"base_dir"})
+    base = load_gate_config(REPO / "evaluation/gate.yaml").model_dump()
     base["run"].update(
         flow=str(flow), data=str(REPO / "datasets/sample/qa.jsonl"), variants="all", limit=6
     )
