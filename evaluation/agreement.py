@@ -118,6 +118,8 @@ def measure_agreement(
     }
     for metric in ("groundedness", "relevance"):
         sel = [it for it in items if it["metric"] == metric]
+        if not sel:
+            continue
         gold: list[int] = []
         pred: list[int] = []
         failed = 0
