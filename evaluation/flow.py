@@ -55,6 +55,8 @@ def parse_reference(value: Any) -> tuple[str, list[str]] | None:
 
 @dataclass(frozen=True)
 class FlowInput:
+    """A flow input as declared in ``flow.dag.yaml`` (type, default, chat roles)."""
+
     name: str
     type: str = "string"
     default: Any = None
@@ -64,6 +66,12 @@ class FlowInput:
 
 @dataclass(frozen=True)
 class Node:
+    """One node (or one variant of a node): ``python`` tool, Jinja2 ``prompt`` or ``llm``.
+
+    >>> Node("a", "prompt", None, {"q": "${b.output}"}).dependencies()
+    {'b'}
+    """
+
     name: str
     type: str
     source: Path | None
@@ -95,6 +103,8 @@ class VariantSet:
 
 @dataclass
 class Flow:
+    """A loaded, checked flow; :meth:`resolved_nodes` gives execution order for a variant set."""
+
     path: Path
     inputs: dict[str, FlowInput]
     outputs: dict[str, Any]

@@ -36,6 +36,12 @@ LOWER_IS_BETTER = frozenset(
 
 @dataclass
 class Check:
+    """One gate check on one variant; ``describe()`` is the line CI prints.
+
+    >>> Check("cited", "threshold", "rougeL", False, 0.1, ">= 0.2").describe()
+    'FAIL [cited] threshold rougeL = 0.1 >= 0.2'
+    """
+
     variant: str
     kind: str  # errors | judge_failures | threshold | regression
     metric: str
@@ -53,6 +59,8 @@ class Check:
 
 @dataclass
 class GateResult:
+    """The verdict: passed only if every check passed."""
+
     passed: bool
     checks: list[Check] = field(default_factory=list)
     baseline: str | None = None

@@ -57,6 +57,8 @@ def _stem(w: str) -> str:
 
 @dataclass(frozen=True)
 class Judgement:
+    """A 1–5 score and the judge's reason."""
+
     score: float
     reason: str
 

@@ -44,6 +44,8 @@ def parse_chat_prompt(text: str) -> list[dict[str, str]]:
 
 @dataclass(frozen=True)
 class ChatResult:
+    """One chat completion: text, token usage as the gateway reported it, and latency."""
+
     text: str
     prompt_tokens: int
     completion_tokens: int

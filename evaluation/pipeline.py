@@ -21,6 +21,8 @@ __all__ = ["Outcome", "evaluate", "run_gate"]
 
 @dataclass
 class Outcome:
+    """Run, summary, report paths, gate verdict (if gated) and MLflow run ids per variant."""
+
     run: RunResult
     summary: dict[str, Any]
     reports: dict[str, str]

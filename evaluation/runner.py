@@ -66,6 +66,8 @@ class RunRequest:
 
 @dataclass
 class RunResult:
+    """A run on disk and in memory: per-variant :class:`LineResult` lists, the rows, the flow."""
+
     run_id: str
     path: Path
     request: RunRequest
