@@ -131,3 +131,42 @@ def test_offline_judge_agreement_command() -> None:
     assert res.exit_code == 0, res.output
     g = json.loads(res.stdout)["metrics"]["groundedness"]
     assert g["n"] == 51 and g["failed"] == 0 and 0.0 <= g["accuracy"] <= 1.0
+
+
+def test_gateway_judge_with_repeats_reports_mean_ci_and_failures(
+    sample_index: Path, fake_gateway: FakeOpenAI
+) -> None:
+    res = runner.invoke(
+        app,
+        [
+            "eval",
+            "run",
+            "--flow",
+            str(REPO / "flows/rag"),
+            "--data",
+            str(REPO / "datasets/sample/qa.jsonl"),
+            "--variants",
+            "answer_prompt.terse",
+            "--limit",
+            "3",
+            "--judge",
+            "gateway:judge-model",
+            "--repeats",
+            "3",
+            "--no-track",
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    v = out["variants"]["answer_prompt.terse"]
+    assert v["metrics"]["groundedness"] == 4.0 and v["judge_failures"] == {
+        "groundedness": 0,
+        "relevance": 0,
+    }
+    judge_calls = [r for r in fake_gateway.requests if r["model"] == "judge-model"]
+    assert len(judge_calls) == 3 * 3 * 2  # lines x repeats x (groundedness, relevance)
+    assert all(r["temperature"] == 0.7 for r in judge_calls)  # repeats sample
+    summary = json.loads(Path(out["reports"]["summary"]).read_text())
+    g = summary["variants"]["answer_prompt.terse"]["metrics"]["groundedness"]
+    assert g["n"] == 3 and g["n_nan"] == 0 and g["low"] == g["high"] == 4.0
