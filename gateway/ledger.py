@@ -84,10 +84,12 @@ class Ledger:
         d["stream"] = int(row.stream)
         d["safety"] = json.dumps(row.safety) if row.safety else None
         cols = list(d)
-        self._conn().execute(
-            f"INSERT OR REPLACE INTO usage({','.join(cols)}) VALUES({','.join('?' * len(cols))})",
-            [d[c] for c in cols],
-        )
+        with self._conns.write_lock:
+            self._conn().execute(
+                f"INSERT OR REPLACE INTO usage({','.join(cols)}) "
+                f"VALUES({','.join('?' * len(cols))})",
+                [d[c] for c in cols],
+            )
 
     async def write(self, row: UsageRow) -> None:
         await asyncio.to_thread(self.write_sync, row)

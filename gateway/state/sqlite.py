@@ -41,7 +41,7 @@ class SQLiteStore:
         return self._conns.get()
 
     # -- counters ---------------------------------------------------------------------------
-    def admit_sync(self, counters: list[Counter]) -> AdmitResult:
+    def _admit_sync_locked(self, counters: list[Counter]) -> AdmitResult:
         now = time.time()
         c = self._conn()
         c.execute("BEGIN IMMEDIATE")
@@ -75,7 +75,11 @@ class SQLiteStore:
                 c.execute("ROLLBACK")
             raise
 
-    def settle_sync(self, deltas: list[tuple[str, int, float]]) -> None:
+    def admit_sync(self, counters: list[Counter]) -> AdmitResult:
+        with self._conns.write_lock:
+            return self._admit_sync_locked(counters)
+
+    def _settle_sync_locked(self, deltas: list[tuple[str, int, float]]) -> None:
         now = time.time()
         c = self._conn()
         c.execute("BEGIN IMMEDIATE")
@@ -91,6 +95,10 @@ class SQLiteStore:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise
+
+    def settle_sync(self, deltas: list[tuple[str, int, float]]) -> None:
+        with self._conns.write_lock:
+            return self._settle_sync_locked(deltas)
 
     def peek_sync(self, buckets: list[str]) -> list[int]:
         now = time.time()
@@ -118,7 +126,7 @@ class SQLiteStore:
         row = self._conn().execute("SELECT v, version FROM kv WHERE k=?", (key,)).fetchone()
         return (json.loads(row[0]), row[1]) if row else (None, 0)
 
-    def kv_put_sync(self, key: str, value: dict[str, Any]) -> int:
+    def _kv_put_sync_locked(self, key: str, value: dict[str, Any]) -> int:
         row = (
             self._conn()
             .execute(
@@ -130,7 +138,11 @@ class SQLiteStore:
         )
         return int(row[0])
 
-    def kv_cas_sync(self, key: str, value: dict[str, Any], version: int) -> bool:
+    def kv_put_sync(self, key: str, value: dict[str, Any]) -> int:
+        with self._conns.write_lock:
+            return self._kv_put_sync_locked(key, value)
+
+    def _kv_cas_sync_locked(self, key: str, value: dict[str, Any], version: int) -> bool:
         c = self._conn()
         if version == 0:
             cur = c.execute(
@@ -143,6 +155,10 @@ class SQLiteStore:
             )
         return cur.rowcount == 1
 
+    def kv_cas_sync(self, key: str, value: dict[str, Any], version: int) -> bool:
+        with self._conns.write_lock:
+            return self._kv_cas_sync_locked(key, value, version)
+
     def kv_list_sync(self, prefix: str) -> list[tuple[str, dict[str, Any]]]:
         rows = (
             self._conn()
@@ -153,8 +169,12 @@ class SQLiteStore:
         )
         return [(k, json.loads(v)) for k, v in rows]
 
-    def kv_delete_sync(self, key: str) -> None:
+    def _kv_delete_sync_locked(self, key: str) -> None:
         self._conn().execute("DELETE FROM kv WHERE k=?", (key,))
+
+    def kv_delete_sync(self, key: str) -> None:
+        with self._conns.write_lock:
+            return self._kv_delete_sync_locked(key)
 
     async def kv_get(self, key: str) -> tuple[dict[str, Any] | None, int]:
         return await asyncio.to_thread(self.kv_get_sync, key)
