@@ -38,6 +38,16 @@ __all__ = ["build_evaluators", "default_evaluators", "line_sample", "sample_from
 JUDGED = ("groundedness", "relevance")
 
 
+def _display_path(path: Any) -> str:
+    """The flow folder relative to the working directory when inside it (no machine paths in
+    committed summaries and baselines), else absolute."""
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(p)
+
+
 def build_evaluators(cfg: EvalConfig, embedder: Any = None) -> list[Evaluator]:
     """Evaluators for ``cfg.metrics``; ``embedder`` is shared by similarity and the offline
     relevance judge. With ``repeats > 1`` a gateway judge samples (temperature 0.7) so the
@@ -186,7 +196,7 @@ def score_run(run: RunResult, cfg: EvalConfig, *, write: bool = True) -> dict[st
         variants[label] = _aggregate(run, vs, scored, cfg, commit, data_hash)
     summary = {
         "run_id": run.run_id,
-        "flow": str(run.flow.path),
+        "flow": _display_path(run.flow.path),
         "data": str(run.request.data),
         "n_rows": len(run.rows),
         "interrupted": run.interrupted,
@@ -277,7 +287,7 @@ def _aggregate(
             "repeats": cfg.repeats,
             "data": str(run.request.data),
             "data_sha256_16": data_hash,
-            "flow": str(run.flow.path),
+            "flow": _display_path(run.flow.path),
             "git_commit": commit,
             "run_id": run.run_id,
         },
