@@ -47,6 +47,15 @@ def runs_dir() -> Path:
     return get_settings().home / "eval" / "runs"
 
 
+def _read_run_meta(run_id: str) -> tuple[Path, dict[str, Any]]:
+    """A run's folder and its ``run.json``; RunNotFound when there is no such run."""
+    path = runs_dir() / run_id
+    meta_file = path / "run.json"
+    if not meta_file.exists():
+        raise RunNotFound(f"no run {run_id!r} under {runs_dir()}")
+    return path, json.loads(meta_file.read_text())
+
+
 @dataclass
 class RunRequest:
     """What to run. ``column_mapping`` maps flow inputs to ``${data.col}`` or literals."""
@@ -173,11 +182,7 @@ def run_flow(
 ) -> RunResult:
     """Run (or resume) every selected variant over the dataset. Never raises for a line."""
     if resume:
-        path = runs_dir() / resume
-        meta_file = path / "run.json"
-        if not meta_file.exists():
-            raise RunNotFound(f"no run {resume!r} under {runs_dir()}")
-        meta = json.loads(meta_file.read_text())
+        path, meta = _read_run_meta(resume)
         saved = RunRequest(**meta["request"])
         saved.concurrency = req.concurrency
         req, run_id = saved, resume
@@ -280,11 +285,7 @@ def _run_variant(
 
 def load_run(run_id: str) -> RunResult:
     """Re-open a finished (or interrupted) run from disk."""
-    path = runs_dir() / run_id
-    meta_file = path / "run.json"
-    if not meta_file.exists():
-        raise RunNotFound(f"no run {run_id!r} under {runs_dir()}")
-    meta = json.loads(meta_file.read_text())
+    path, meta = _read_run_meta(run_id)
     req = RunRequest(**meta["request"])
     flow = load_flow(meta.get("flow_path") or req.flow)
     rows = load_jsonl(req.data, limit=req.limit)
