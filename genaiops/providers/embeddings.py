@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from genaiops.errors import ConfigError, ProviderUnavailable, UpstreamError
+from genaiops.providers._torch import apply_torch_threads
 from genaiops.settings import SecretRef, get_settings
 
 __all__ = ["Embedder", "EmbedderConfig", "LocalEmbedder", "OpenAIEmbedder", "make_embedder"]
@@ -89,20 +90,6 @@ def _local_tokenizer() -> Any:
     # counting long texts is the point here: silence the "longer than the maximum" warning
     logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
     return AutoTokenizer.from_pretrained(str(get_model_path()))
-
-
-def apply_torch_threads() -> None:
-    """Honour ``GENAIOPS_TORCH_THREADS`` (once per process) before a local model loads.
-
-    On a small shared CPU, one thread per process keeps single-query latency low when other
-    processes compete for the cores; torch's default is one thread per core.
-    """
-    n = get_settings().torch_threads
-    if n:
-        import torch
-
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
 
 
 class LocalEmbedder:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from genaiops.errors import ProviderError, ProviderUnavailable
+from genaiops.providers._torch import apply_torch_threads
 from genaiops.settings import get_settings
 from genaiops.tokens import count_tokens
 
@@ -91,8 +92,6 @@ def _cache_dir() -> Path:
 def _load(device: str) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from genaiops.providers.embeddings import apply_torch_threads
 
     apply_torch_threads()
     dtype = torch.bfloat16
