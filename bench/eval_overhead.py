@@ -55,7 +55,7 @@ ECHO_TOOL = """import sys
 if "promptflow" in sys.modules:
     from promptflow.core import tool
 else:
-    from evaluation.flowtools import tool
+    from evaluation.runtime.flowtools import tool
 
 
 @tool
@@ -101,7 +101,7 @@ def plain_loop(flow: Path, data: Path) -> float:
 
 
 def ours(flow: Path, data: Path) -> float:
-    from evaluation.runner import RunRequest, run_flow
+    from evaluation.runtime.runner import RunRequest, run_flow
 
     t0 = time.perf_counter()
     res = run_flow(RunRequest(flow=str(flow), data=str(data), concurrency=1))
@@ -111,7 +111,7 @@ def ours(flow: Path, data: Path) -> float:
 
 
 def pf(flow: Path, data: Path) -> float:
-    from evaluation.pf_runner import pf_batch
+    from evaluation.runtime.pf_runner import pf_batch
 
     t0 = time.perf_counter()
     lines = pf_batch(flow, data, {"question": "${data.question}"}, None, concurrency=1)
@@ -142,9 +142,9 @@ def metric_throughput(pairs: int) -> dict[str, float]:
 def faq_run(n: int, index_home: str, concurrency: int) -> dict[str, Any]:
     """N FAQ questions through a loopback gateway (local SmolLM2) with the python-docs index."""
     from evaluation.config import EvalConfig
-    from evaluation.local_gateway import local_gateway
     from evaluation.pipeline import evaluate
-    from evaluation.runner import RunRequest
+    from evaluation.runtime.local_gateway import local_gateway
+    from evaluation.runtime.runner import RunRequest
     from genaiops.settings import reset_settings
 
     os.environ["GENAIOPS_HOME"] = index_home
@@ -295,7 +295,7 @@ def main() -> None:
         "ours_ms_per_line": 1000 * (ours_s - plain) / args.lines,
     }
     if not args.no_pf:
-        from evaluation.pf_runner import stop_service
+        from evaluation.runtime.pf_runner import stop_service
 
         try:
             _, small = make_flow(home, args.pf_small)

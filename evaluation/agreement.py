@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.config import EvalConfig
-from evaluation.data import load_jsonl
 from evaluation.errors import JudgeError
 from evaluation.metrics import CachingEmbedder, EvalSample
+from evaluation.runtime.data import load_jsonl
 
 __all__ = ["build_judge_set", "cohen_kappa", "doc_texts_from_index", "measure_agreement"]
 

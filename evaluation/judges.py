@@ -29,8 +29,8 @@ from typing import Any, Literal, Protocol
 import yaml
 
 from evaluation.errors import JudgeError
-from evaluation.llm import GatewayClient, parse_chat_prompt
 from evaluation.metrics import EvalSample, Evaluator
+from evaluation.runtime.llm import GatewayClient, parse_chat_prompt
 from genaiops.errors import GenAIOpsError
 
 __all__ = ["GatewayJudge", "JudgedEvaluator", "Judgement", "Judge", "OfflineJudge"]

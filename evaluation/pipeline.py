@@ -13,7 +13,7 @@ from typing import Any
 from evaluation.config import EvalConfig, GateConfig
 from evaluation.gate import GateResult, evaluate_gate, load_baseline
 from evaluation.reports import write_reports
-from evaluation.runner import Progress, RunRequest, RunResult, load_run, run_flow, runs_dir
+from evaluation.runtime.runner import Progress, RunRequest, RunResult, load_run, run_flow, runs_dir
 from evaluation.scoring import score_run
 
 __all__ = ["Outcome", "evaluate", "run_gate"]

@@ -65,7 +65,7 @@ def _gateway_llm(model: str) -> Any:
     from pydantic import SecretStr
     from ragas.llms import LangchainLLMWrapper
 
-    from evaluation.llm import GatewayClient
+    from evaluation.runtime.llm import GatewayClient
 
     client = GatewayClient.from_settings()
     # max_tokens is a pydantic alias of max_completion_tokens: mypy cannot see it

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.config import OPTIONAL_MAPPING, EvalConfig
-from evaluation.data import apply_mapping, check_mapping
-from evaluation.executor import LineResult
 from evaluation.judges import GatewayJudge, JudgedEvaluator, OfflineJudge
 from evaluation.metrics import (
     BleuEvaluator,
@@ -30,7 +28,9 @@ from evaluation.metrics import (
     RougeEvaluator,
     SimilarityEvaluator,
 )
-from evaluation.runner import RunResult
+from evaluation.runtime.data import apply_mapping, check_mapping
+from evaluation.runtime.executor import LineResult
+from evaluation.runtime.runner import RunResult
 from evaluation.stats import is_nan, mean_ci
 
 __all__ = ["build_evaluators", "default_evaluators", "line_sample", "sample_from", "score_run"]

@@ -1,4 +1,4 @@
-"""Standalone question from a follow-up (logic: evaluation.flowtools.rewrite_question)."""
+"""Standalone question from a follow-up (logic: evaluation.runtime.flowtools.rewrite_question)."""
 
 import sys
 
@@ -6,10 +6,10 @@ if "promptflow" in sys.modules:  # running under pf: register with promptflow it
     from promptflow.connections import OpenAIConnection
     from promptflow.core import tool
 else:  # the genaiops runner never imports promptflow (slow, phones home, retires 2027-04)
-    from evaluation.flowtools import GatewayConnection as OpenAIConnection
-    from evaluation.flowtools import tool
+    from evaluation.runtime.flowtools import GatewayConnection as OpenAIConnection
+    from evaluation.runtime.flowtools import tool
 
-from evaluation.flowtools import rewrite_question
+from evaluation.runtime.flowtools import rewrite_question
 
 
 @tool

@@ -1,17 +1,17 @@
-"""Mean of each metric over lines, logged as promptflow metrics (evaluation.flowtools)."""
+"""Mean of each metric over lines, logged as promptflow metrics (evaluation.runtime.flowtools)."""
 
 import sys
 
 if "promptflow" in sys.modules:  # running under pf: register with promptflow itself
     from promptflow.core import log_metric, tool
 else:  # the genaiops runner never imports promptflow (slow, phones home, retires 2027-04)
-    from evaluation.flowtools import tool
+    from evaluation.runtime.flowtools import tool
 
     def log_metric(key, value):  # noqa: D103
         return None
 
 
-from evaluation.flowtools import aggregate_scores
+from evaluation.runtime.flowtools import aggregate_scores
 
 
 @tool

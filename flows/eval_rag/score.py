@@ -1,13 +1,13 @@
-"""Score one line with the genaiops evaluators (logic: evaluation.flowtools.score_line)."""
+"""Score one line with the genaiops evaluators (logic: evaluation.runtime.flowtools.score_line)."""
 
 import sys
 
 if "promptflow" in sys.modules:  # running under pf: register with promptflow itself
     from promptflow.core import tool
 else:  # the genaiops runner never imports promptflow (slow, phones home, retires 2027-04)
-    from evaluation.flowtools import tool
+    from evaluation.runtime.flowtools import tool
 
-from evaluation.flowtools import score_line
+from evaluation.runtime.flowtools import score_line
 
 
 @tool

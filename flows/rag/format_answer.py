@@ -1,13 +1,13 @@
-"""Answer text plus citations (logic: evaluation.flowtools.format_answer)."""
+"""Answer text plus citations (logic: evaluation.runtime.flowtools.format_answer)."""
 
 import sys
 
 if "promptflow" in sys.modules:  # running under pf: register with promptflow itself
     from promptflow.core import tool
 else:  # the genaiops runner never imports promptflow (slow, phones home, retires 2027-04)
-    from evaluation.flowtools import tool
+    from evaluation.runtime.flowtools import tool
 
-from evaluation.flowtools import format_answer as _format_answer
+from evaluation.runtime.flowtools import format_answer as _format_answer
 
 
 @tool

@@ -1,4 +1,4 @@
-"""Call the gateway with the rendered chat prompt (logic: evaluation.flowtools.generate)."""
+"""Call the gateway with the rendered chat prompt (logic: evaluation.runtime.flowtools.generate)."""
 
 import sys
 
@@ -6,10 +6,10 @@ if "promptflow" in sys.modules:  # running under pf: register with promptflow it
     from promptflow.connections import OpenAIConnection
     from promptflow.core import tool
 else:  # the genaiops runner never imports promptflow (slow, phones home, retires 2027-04)
-    from evaluation.flowtools import GatewayConnection as OpenAIConnection
-    from evaluation.flowtools import tool
+    from evaluation.runtime.flowtools import GatewayConnection as OpenAIConnection
+    from evaluation.runtime.flowtools import tool
 
-from evaluation.flowtools import generate as _generate
+from evaluation.runtime.flowtools import generate as _generate
 
 
 @tool

@@ -1,13 +1,13 @@
-"""Retrieve chunks from a genaiops index (logic: evaluation.flowtools.retrieve_context)."""
+"""Retrieve chunks from a genaiops index (logic: evaluation.runtime.flowtools.retrieve_context)."""
 
 import sys
 
 if "promptflow" in sys.modules:  # running under pf: register with promptflow itself
     from promptflow.core import tool
 else:  # the genaiops runner never imports promptflow (slow, phones home, retires 2027-04)
-    from evaluation.flowtools import tool
+    from evaluation.runtime.flowtools import tool
 
-from evaluation.flowtools import retrieve_context
+from evaluation.runtime.flowtools import retrieve_context
 
 
 @tool

@@ -88,7 +88,7 @@ def run(
     """Run a flow's variants over a dataset, score every line, write reports, log to MLflow."""
     from evaluation.config import EvalConfig, GateConfig, RegressionConfig
     from evaluation.pipeline import evaluate
-    from evaluation.runner import RunRequest
+    from evaluation.runtime.runner import RunRequest
 
     cfg = EvalConfig(judge=judge, repeats=repeats, k=k)
     req = RunRequest(
@@ -118,7 +118,7 @@ def run(
         )
     connections = None
     if runner == "pf":
-        from evaluation.pf_runner import ensure_connection
+        from evaluation.runtime.pf_runner import ensure_connection
 
         ensure_connection()
         req.name = "pf"
@@ -142,8 +142,8 @@ def run(
 
 def _pf_evaluate(req: Any, cfg: Any, gate: Any, baseline: str | None, track: bool) -> Any:
     """Execute with ``pf run`` (one per variant), then the same scoring/reports/gate."""
-    from evaluation.pf_runner import pf_run_flow
     from evaluation.pipeline import evaluate
+    from evaluation.runtime.pf_runner import pf_run_flow
 
     run_id = pf_run_flow(req)
     return evaluate(req, cfg, existing_run=run_id, track=track, gate=gate, baseline=baseline)
@@ -151,7 +151,7 @@ def _pf_evaluate(req: Any, cfg: Any, gate: Any, baseline: str | None, track: boo
 
 def _start_local_gateway(stack: contextlib.ExitStack, quiet: bool) -> None:
     """Serve the gateway on a free loopback port for the rest of ``stack``; point settings at it."""
-    from evaluation.local_gateway import using_local_gateway
+    from evaluation.runtime.local_gateway import using_local_gateway
 
     gw = stack.enter_context(using_local_gateway())
     if not quiet:
@@ -246,7 +246,7 @@ def ragas(
 
     from evaluation.config import EvalConfig
     from evaluation.ragas_adapter import ragas_scores, ragas_summary
-    from evaluation.runner import load_run
+    from evaluation.runtime.runner import load_run
     from evaluation.scoring import line_sample
 
     run = load_run(run_id)

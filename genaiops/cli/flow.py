@@ -26,7 +26,7 @@ def validate(
     json_: JsonOpt = False,
 ) -> None:
     """Check references, node types, tool files and variants (deeper than `pf flow validate`)."""
-    from evaluation.flow import load_flow, select_variants
+    from evaluation.runtime.flow import load_flow, select_variants
 
     f = load_flow(flow)
     info = {
@@ -53,8 +53,8 @@ def test(
     json_: JsonOpt = False,
 ) -> None:
     """Run one line with the genaiops runner (no promptflow needed) and print the outputs."""
-    from evaluation.executor import FlowExecutor
-    from evaluation.flow import load_flow, select_variants
+    from evaluation.runtime.executor import FlowExecutor
+    from evaluation.runtime.flow import load_flow, select_variants
 
     values = {}
     for pair in inputs or []:
@@ -87,8 +87,8 @@ def connections(
     json_: JsonOpt = False,
 ) -> None:
     """Create/update promptflow's OpenAI connection `genaiops_gateway` (base_url = gateway)."""
-    from evaluation.pf_keyring import BACKEND
-    from evaluation.pf_runner import ensure_connection
+    from evaluation.runtime.pf_keyring import BACKEND
+    from evaluation.runtime.pf_runner import ensure_connection
 
     info = ensure_connection(base_url=base_url)
     if json_:

@@ -8,7 +8,16 @@ import importlib
 
 import pytest
 
-MODULES = ["data", "flow", "flowtools", "gate", "judges", "llm", "metrics", "stats"]
+MODULES = [
+    "runtime.data",
+    "runtime.flow",
+    "runtime.flowtools",
+    "gate",
+    "judges",
+    "runtime.llm",
+    "metrics",
+    "stats",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

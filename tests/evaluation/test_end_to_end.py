@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from evaluation.config import load_gate_config
-from evaluation.local_gateway import local_gateway
 from evaluation.pipeline import run_gate
+from evaluation.runtime.local_gateway import local_gateway
 from genaiops.settings import reset_settings
 
 REPO = Path(__file__).resolve().parents[2]

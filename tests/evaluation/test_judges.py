@@ -15,8 +15,8 @@ from evaluation.judges import (
     OfflineJudge,
     parse_judgement,
 )
-from evaluation.llm import GatewayClient
 from evaluation.metrics import EvalSample
+from evaluation.runtime.llm import GatewayClient
 
 CTX = "Lumen exposes Prometheus metrics on port 9464 at the /metrics path."
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from evaluation.errors import ColumnMappingError, DataError
-from evaluation.runner import RunRequest, load_run, run_flow, runs_dir
+from evaluation.runtime.runner import RunRequest, load_run, run_flow, runs_dir
 from tests.evaluation.fake_openai import FakeOpenAI
 
 REPO = Path(__file__).resolve().parents[2]

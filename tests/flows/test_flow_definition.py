@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from evaluation.errors import FlowError
-from evaluation.flow import load_flow, select_variants
+from evaluation.runtime.flow import load_flow, select_variants
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -127,7 +127,7 @@ def test_cycle_is_rejected(tmp_path: Path) -> None:
 
 
 def test_eval_flow_scores_a_line_with_the_package_evaluators() -> None:
-    from evaluation.executor import FlowExecutor
+    from evaluation.runtime.executor import FlowExecutor
 
     flow = load_flow(REPO / "flows/eval_rag")
     assert [n.name for n in flow.resolved_nodes()] == ["score", "aggregate"]
@@ -152,7 +152,7 @@ def test_eval_flow_scores_a_line_with_the_package_evaluators() -> None:
 def test_aggregation_node_runs_once_over_the_batch(tmp_path: Path) -> None:
     import json
 
-    from evaluation.runner import RunRequest, run_flow
+    from evaluation.runtime.runner import RunRequest, run_flow
 
     data = tmp_path / "d.jsonl"
     rows = [

@@ -24,7 +24,7 @@ def pf_env(
 ) -> dict[str, str]:
     monkeypatch.setenv("PF_HOME_DIRECTORY", str(tmp_path / "pf-home"))
     monkeypatch.setenv("PF_DISABLE_TRACING", "true")
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "evaluation.pf_keyring.FileKeyring")
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "evaluation.runtime.pf_keyring.FileKeyring")
     env = dict(os.environ)
     yield env
     subprocess.run([PF, "service", "stop"], env=env, capture_output=True, timeout=60)
@@ -33,7 +33,7 @@ def pf_env(
 def test_connection_then_pf_flow_test_and_validate(
     pf_env: dict[str, str], fake_gateway: FakeOpenAI
 ) -> None:
-    from evaluation.pf_runner import ensure_connection
+    from evaluation.runtime.pf_runner import ensure_connection
 
     info = ensure_connection()
     assert info["base_url"] == fake_gateway.url
@@ -71,7 +71,7 @@ def test_connection_then_pf_flow_test_and_validate(
 def test_pf_batch_feeds_the_same_scoring(
     pf_env: dict[str, str], tmp_path: Path, fake_gateway: FakeOpenAI
 ) -> None:
-    from evaluation.pf_runner import ensure_connection, pf_batch
+    from evaluation.runtime.pf_runner import ensure_connection, pf_batch
 
     ensure_connection()
     data = tmp_path / "d.jsonl"

@@ -1,7 +1,8 @@
 """Batch runs of a flow over a dataset, for every selected variant — resumable, concurrent.
 
 A run lives in ``$GENAIOPS_HOME/eval/runs/<run_id>/``: ``run.json`` (what was asked), one
-folder per variant with ``lines.jsonl`` (one :class:`~evaluation.executor.LineResult` per line,
+folder per variant with ``lines.jsonl`` (one
+:class:`~evaluation.runtime.executor.LineResult` per line,
 appended as each finishes). Resuming (``resume=RUN_ID``) re-reads them and runs only the missing
 lines; a torn last line from a killed process is cut off, nothing else is ever rewritten.
 
@@ -24,10 +25,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evaluation.data import apply_mapping, check_mapping, default_mapping, line_id, load_jsonl
 from evaluation.errors import ColumnMappingError, RunNotFound
-from evaluation.executor import FlowExecutor, LineResult
-from evaluation.flow import Flow, VariantSet, load_flow, select_variants
+from evaluation.runtime.data import (
+    apply_mapping,
+    check_mapping,
+    default_mapping,
+    line_id,
+    load_jsonl,
+)
+from evaluation.runtime.executor import FlowExecutor, LineResult
+from evaluation.runtime.flow import Flow, VariantSet, load_flow, select_variants
 from genaiops.settings import get_settings
 
 __all__ = [
@@ -135,7 +142,7 @@ def _mapping(req: RunRequest, flow: Flow, rows: list[dict[str, Any]]) -> dict[st
             )
         mapping["alias"] = req.index_alias
     check_mapping(mapping, rows, source=str(req.data))
-    from evaluation.data import columns
+    from evaluation.runtime.data import columns
 
     cols = columns(rows)
     from_data = [k for k, v in mapping.items() if isinstance(v, str) and v.startswith("${data.")]

@@ -6,7 +6,8 @@
   the same scoring, reports and gate work on promptflow's runs.
 
 Headless machines have no system keyring, which promptflow needs to encrypt connection secrets;
-:func:`configure_environment` selects :mod:`evaluation.pf_keyring` then, and turns telemetry and
+:func:`configure_environment` selects :mod:`evaluation.runtime.pf_keyring` then, and turns
+telemetry and
 tracing off. promptflow's local service (waitress on 127.0.0.1:23333) outlives ``pf run``:
 :func:`stop_service` stops it.
 
@@ -26,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.errors import EvaluationError
-from evaluation.executor import LineResult
-from evaluation.flowtools import CONNECTION_NAME
-from evaluation.pf_keyring import BACKEND
+from evaluation.runtime.executor import LineResult
+from evaluation.runtime.flowtools import CONNECTION_NAME
+from evaluation.runtime.pf_keyring import BACKEND
 
 __all__ = [
     "configure_environment",
@@ -53,7 +54,7 @@ def configure_environment() -> None:
 
 
 def _file_keyring() -> Any:
-    from evaluation.pf_keyring import FileKeyring
+    from evaluation.runtime.pf_keyring import FileKeyring
 
     return FileKeyring()
 
@@ -151,9 +152,9 @@ def pf_run_flow(req: Any) -> str:
     genaiops run folder (same layout as the genaiops runner) and return its run id."""
     import json
 
-    from evaluation.data import default_mapping, line_id, load_jsonl
-    from evaluation.flow import load_flow, select_variants
-    from evaluation.runner import new_run_id, runs_dir
+    from evaluation.runtime.data import default_mapping, line_id, load_jsonl
+    from evaluation.runtime.flow import load_flow, select_variants
+    from evaluation.runtime.runner import new_run_id, runs_dir
 
     flow = load_flow(req.flow)
     rows = load_jsonl(req.data, limit=req.limit)

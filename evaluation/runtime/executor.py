@@ -5,7 +5,7 @@ fall back to a no-op decorator otherwise; connections (``genaiops_gateway``) are
 genaiops settings. Every line yields a :class:`LineResult` — node errors are recorded on it,
 never raised, so a batch keeps going and the gate can count them.
 
-    >>> from evaluation.flow import load_flow                           # doctest: +SKIP
+    >>> from evaluation.runtime.flow import load_flow                           # doctest: +SKIP
     >>> ex = FlowExecutor(load_flow("flows/rag"))                        # doctest: +SKIP
     >>> ex.run_line({"question": "How do I rotate logs?"}).outputs["answer"]   # doctest: +SKIP
 """
@@ -25,9 +25,9 @@ from typing import Any
 import jinja2
 
 from evaluation.errors import FlowError, NodeError
-from evaluation.flow import Flow, Node, VariantSet, parse_reference
-from evaluation.flowtools import CONNECTION_NAME, GatewayConnection
-from evaluation.llm import GatewayClient, parse_chat_prompt
+from evaluation.runtime.flow import Flow, Node, VariantSet, parse_reference
+from evaluation.runtime.flowtools import CONNECTION_NAME, GatewayConnection
+from evaluation.runtime.llm import GatewayClient, parse_chat_prompt
 from genaiops.errors import GenAIOpsError
 
 __all__ = ["FlowExecutor", "LineResult", "coerce_inputs"]

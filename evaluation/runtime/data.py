@@ -41,7 +41,7 @@ def resolve_data_path(data: str | Path) -> Path:
     """``faq`` → ``$GENAIOPS_FAQ_QA`` or ``../shared/datasets/python-docs/faq_qa.jsonl``."""
     if str(data) == "faq":
         env = os.environ.get("GENAIOPS_FAQ_QA")
-        root = Path(__file__).resolve().parents[1]
+        root = Path(__file__).resolve().parents[2]
         return Path(env) if env else root.parent / "shared/datasets/python-docs/faq_qa.jsonl"
     return Path(data)
 

@@ -5,7 +5,7 @@ containers have none (``StoreConnectionEncryptionKeyError``). This backend keeps
 JSON file, mode 0600, under ``$PF_HOME_DIRECTORY`` or ``~/.promptflow`` — the same protection as
 ``keyrings.alt``'s plaintext keyring, without the extra dependency. Select it with::
 
-    export PYTHON_KEYRING_BACKEND=evaluation.pf_keyring.FileKeyring
+    export PYTHON_KEYRING_BACKEND=evaluation.runtime.pf_keyring.FileKeyring
 
 ``genaiops flow connections`` and the promptflow runner set it when no other keyring works.
 """
@@ -21,7 +21,7 @@ from keyring.errors import PasswordDeleteError
 
 __all__ = ["BACKEND", "FileKeyring"]
 
-BACKEND = "evaluation.pf_keyring.FileKeyring"
+BACKEND = "evaluation.runtime.pf_keyring.FileKeyring"
 
 
 def _path() -> Path:

@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from evaluation.llm import GatewayClient, parse_chat_prompt
 from evaluation.metrics import dedupe
+from evaluation.runtime.llm import GatewayClient, parse_chat_prompt
 
 __all__ = [
     "GatewayConnection",
