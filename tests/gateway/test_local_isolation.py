@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -31,6 +32,14 @@ def _body(content: str, max_tokens: int = 3) -> dict[str, Any]:
         "max_tokens": max_tokens,
         "messages": [{"role": "user", "content": content}],
     }
+
+
+async def _until_busy(timeout: float) -> None:
+    t0 = time.monotonic()
+    while not get_local_generator().busy:
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError("the generator never started")
+        await asyncio.sleep(0.02)
 
 
 async def _until_idle(timeout: float) -> float:
@@ -128,21 +137,40 @@ def test_abandoned_stream_stops_and_the_queue_is_bounded():
 
 
 def test_client_leaving_a_non_stream_request_frees_the_model_over_http():
-    """Through uvicorn: a 3000-token non-stream request whose client times out after 2 s stops
-    generating; a normal request sent next is answered, and the SDK sees 503 + Retry-After when
-    the local queue is full."""
+    """Through uvicorn: while a 3000-token non-stream request runs and another waits, the SDK
+    gets 503 ``model_busy`` with Retry-After (queue of one); when the long request's client
+    times out, its generation stops and the next request is answered."""
     cfg = default_config().model_copy(update={"local_queue_max": 1, "local_queue_wait_s": 60.0})
     with serve(cfg) as gw:
         key = gw.create_key()
         get_local_generator().warm_up()
-        body = {"model": "genaiops-local", "max_tokens": 3000, "messages": LONG}
-        with gw.client(key) as c, pytest.raises(httpx.ReadTimeout):
-            c.post("/v1/chat/completions", json=body, timeout=2.0)
+        long_body = {"model": "genaiops-local", "max_tokens": 3000, "messages": LONG}
+        short = {
+            "model": "genaiops-local",
+            "max_tokens": 3,
+            "messages": [{"role": "user", "content": "Hi"}],
+        }
+
+        def post(body: dict[str, Any], timeout: float) -> int | str:
+            with gw.client(key) as c:
+                try:
+                    return c.post("/v1/chat/completions", json=body, timeout=timeout).status_code
+                except httpx.ReadTimeout:
+                    return "left"
+
+        with ThreadPoolExecutor(2) as pool:
+            long = pool.submit(post, long_body, 6.0)
+            asyncio.run(_until_busy(timeout=30))
+            waiting = pool.submit(post, short, 120.0)
+            time.sleep(0.5)
+            sdk = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0, timeout=30)
+            with pytest.raises(openai.InternalServerError) as busy:
+                sdk.chat.completions.create(**short)
+            assert busy.value.status_code == 503 and busy.value.response.headers["retry-after"]
+            assert busy.value.body["code"] == "model_busy"  # type: ignore[index]
+            assert long.result() == "left"
+            assert waiting.result(timeout=60) == 200  # ran once the abandoned one stopped
         asyncio.run(_until_idle(timeout=20))
-        sdk = openai.OpenAI(base_url=gw.url + "/v1", api_key=key, max_retries=0, timeout=120)
-        r = sdk.chat.completions.create(
-            model="genaiops-local", max_tokens=3, messages=[{"role": "user", "content": "Hi"}]
-        )
+        r = sdk.chat.completions.create(**short)
         assert r.choices[0].message.content
-        rows = gw.gw.ledger.rows()
-        assert any(row["status"] == 499 for row in rows)
+        assert any(row["status"] == 499 for row in gw.gw.ledger.rows())
