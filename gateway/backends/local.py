@@ -42,6 +42,8 @@ def message_text(content: Any) -> str:
         return ""
     if isinstance(content, str):
         return content
+    if not isinstance(content, list):  # a malformed upstream answer: still text, never a crash
+        return str(content)
     parts = []
     for p in content:
         if isinstance(p, dict) and p.get("type") == "text":

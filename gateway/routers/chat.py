@@ -306,7 +306,8 @@ class _EventStream:
             self.usage = c["usage"]
         for ch in c.get("choices") or []:
             delta = dict(ch.get("delta") or {})
-            piece = delta.pop("content", None) or ""
+            raw = delta.pop("content", None)
+            piece = raw if isinstance(raw, str) else message_text(raw)  # parts: their text
             self.call.streamed += piece
             self.finish = ch.get("finish_reason") or self.finish
             out: str | None = piece
