@@ -103,7 +103,7 @@ class KeyManager:
         period: str = "month",
         safety_policy: str | None = None,
     ) -> tuple[str, KeyRecord]:
-        limits = {"rpm": rpm, "tpm": tpm, "quota": quota, "period": period}
+        limits: dict[str, Any] = {"rpm": rpm, "tpm": tpm, "quota": quota, "period": period}
         problems = key_field_problems(**limits, safety_policy=safety_policy, policies=self.policies)
         if problems:
             name, problem = problems[0]

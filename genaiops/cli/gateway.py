@@ -139,7 +139,7 @@ def keys_create(
     from genaiops.errors import ConfigError
 
     cfg = load_config(config)
-    fields = {"rpm": rpm, "tpm": tpm, "quota": quota, "period": period}
+    fields: dict[str, Any] = {"rpm": rpm, "tpm": tpm, "quota": quota, "period": period}
     fields["safety_policy"] = safety_policy
     problems = key_field_problems(**fields, policies=cfg.safety.policies)
     if problems:  # refused before the store is opened: nothing is written
@@ -272,7 +272,7 @@ def rollout_start(
         step_list = [float(s) for s in steps.split(",") if s.strip()]
     except ValueError as e:
         raise ConfigError(f"--steps: not a list of numbers: {steps!r}") from e
-    thresholds = {
+    thresholds: dict[str, Any] = {
         "min_samples": min_samples,
         "max_error_rate_increase": max_error_rate_increase,
         "max_p95_ratio": max_p95_ratio,
