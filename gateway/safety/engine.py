@@ -99,7 +99,8 @@ class SafetyEngine:
         result: Analysis | None = None
         for det in self.detectors:
             try:
-                if getattr(det, "blocking_io", False):
+                over = getattr(det, "blocking_io_over", None)  # long texts off the loop
+                if getattr(det, "blocking_io", False) or (over is not None and len(text) > over):
                     a = await asyncio.to_thread(det.analyze, text, role)
                 else:
                     a = det.analyze(text, role)

@@ -257,3 +257,34 @@ def test_list_shaped_completion_content_is_filtered():
         )
         assert r.choices[0].finish_reason == "content_filter"
         assert "bomb" not in json.dumps(r.model_dump())
+
+
+def test_a_megabyte_prompt_does_not_freeze_the_event_loop():
+    """The offline filter on the issue's 1.9 MB prompt takes seconds of CPU; it runs in a worker
+    thread window by window, so other requests' coroutines keep running (before: one ~5 s stall)."""
+    import asyncio
+    import time
+
+    from gateway.config import SafetyConfig
+    from gateway.errors import ContentFiltered
+    from gateway.safety import SafetyEngine
+
+    engine = SafetyEngine(SafetyConfig())
+    huge = [{"role": "user", "content": "word " * 380_000 + JAILBREAK}]
+
+    async def go() -> tuple[float, bool]:
+        check = asyncio.ensure_future(engine.check_input(huge, [], None))
+        worst, last = 0.0, time.perf_counter()
+        while not check.done():
+            await asyncio.sleep(0.01)
+            now = time.perf_counter()
+            worst, last = max(worst, now - last), now
+        try:
+            await check
+        except ContentFiltered:
+            return worst, True
+        return worst, False
+
+    worst, blocked = asyncio.run(go())
+    assert blocked  # the jailbreak at the very end is still found
+    assert worst < 1.0, f"the event loop stalled for {worst:.2f}s"
