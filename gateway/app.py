@@ -66,7 +66,7 @@ def build_gateway(
         config=config,
         store=store,
         ledger=ledger,
-        keys=KeyManager(store),
+        keys=KeyManager(store, policies=config.safety.policies),
         limiter=Limiter(store, config.teams),
         safety=SafetyEngine(config.safety, detectors) if config.safety.enabled else None,
         rollouts=rollouts,
@@ -242,6 +242,9 @@ def create_app(
         version="0.1.0",
         summary="OpenAI-compatible endpoint with quotas, usage ledger, content safety, rollout.",
         lifespan=lifespan,
+        # no trailing-slash redirects: Starlette builds their Location from the Host header (an
+        # open redirect); "/v1/models/" is a plain 404 in the OpenAI shape instead
+        redirect_slashes=False,
     )
     app.state.gateway = gw
     _install_handlers(app)

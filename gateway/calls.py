@@ -23,7 +23,7 @@ from fastapi import Request
 from gateway.backends import Backend, BackendFailure
 from gateway.config import AliasConfig
 from gateway.deps import Gateway
-from gateway.errors import APIError, ModelNotFound, UpstreamFailed
+from gateway.errors import APIError, ClientDisconnected, ModelNotFound, UpstreamFailed
 from gateway.keys import KeyRecord
 from gateway.ledger import UsageRow
 from gateway.quotas import Reservation
@@ -33,10 +33,6 @@ __all__ = ["Call", "ClientDisconnected", "resolve_alias"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class ClientDisconnected(Exception):
-    """The client went away before the answer was ready."""
 
 
 def resolve_alias(gw: Gateway, model: str, kind: str) -> AliasConfig:

@@ -194,6 +194,12 @@ class GatewayConfig(_Strict):
     max_max_tokens: int = Field(default=16384, ge=1)
     local_batch_size: int = Field(default=8, ge=1, le=64)
     local_batch_wait_ms: float = Field(default=5.0, ge=0)
+    local_queue_max: int = Field(
+        default=64, ge=1, description="requests waiting for a local model; more → 503"
+    )
+    local_queue_wait_s: float = Field(
+        default=30.0, gt=0, description="longest wait for a local model to start; more → 503"
+    )
     rollout_tick_s: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")

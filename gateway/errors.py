@@ -12,11 +12,18 @@
     ├── RateLimited          429  rate_limit_exceeded     RPM/TPM window full (Retry-After)
     │   └── QuotaExceeded    429  insufficient_quota      token quota for the period used up
     ├── UpstreamFailed       502  upstream_error          every deployment failed (after retries)
-    │   └── UpstreamTimeout  504  timeout
+    │   ├── UpstreamTimeout  504  timeout
+    │   └── BackendFailure   502  (per deployment; └── BackendBusy 503 model_busy: local queue
+    │                              full or waited too long, Retry-After)
     ├── SafetyUnavailable    503  content_filter_error    the filter failed and policy fails closed
-    └── StateUnavailable     503  state_unavailable       SQLite/Redis (keys, limits) not reachable
+    ├── StateUnavailable     503  state_unavailable       SQLite/Redis (keys, limits) not reachable
+    ├── DetectorFailed            (internal)               a detector gave no answer → the policy
+    │                                                      decides: 503 / content_filter or pass
+    └── ClientDisconnected        (internal → 499 row)     the client left before the answer
 
-Exceptions carry data only (status, OpenAI type/code/param, extra headers).
+Exceptions carry data only (status, OpenAI type/code/param, extra headers).  The two internal
+ones never reach a client as such: the chat route turns them into the policy's answer or a
+ledger row with status 499.  ``BackendFailure``/``BackendBusy`` live in ``gateway.backends.base``.
 
     >>> raise ModelNotFound("model 'x' does not exist", param="model")   # doctest: +SKIP
 """
@@ -30,8 +37,10 @@ from genaiops.errors import GatewayError
 __all__ = [
     "APIError",
     "AuthenticationFailed",
+    "ClientDisconnected",
     "Conflict",
     "ContentFiltered",
+    "DetectorFailed",
     "GatewayError",
     "InvalidRequest",
     "ModelNotFound",
@@ -182,3 +191,12 @@ class StateUnavailable(APIError):
     status = 503
     type = "server_error"
     code = "state_unavailable"
+
+
+class DetectorFailed(GatewayError):
+    """A detector could not give an answer (network, quota, malformed reply); the safety policy
+    decides what that means (fail closed by default)."""
+
+
+class ClientDisconnected(GatewayError):
+    """The client went away before the answer was ready (recorded as status 499)."""

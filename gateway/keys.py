@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gateway.errors import AuthenticationFailed, NotFound
+from gateway.errors import AuthenticationFailed, InvalidRequest, NotFound
 from gateway.state import StateStore
 
-__all__ = ["KeyManager", "KeyRecord", "hash_key"]
+__all__ = ["KeyManager", "KeyRecord", "hash_key", "key_field_problems"]
 
 KEY_PREFIX = "sk-gw-"
 
@@ -49,12 +50,46 @@ class KeyRecord:
         return asdict(self)
 
 
-class KeyManager:
-    """Create, list, revoke and authenticate keys in a :class:`StateStore`."""
+def key_field_problems(
+    *,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    quota: int | None = None,
+    period: str = "month",
+    safety_policy: str | None = None,
+    policies: Collection[str] | None = None,
+) -> list[tuple[str, str]]:
+    """``(field, problem)`` for every invalid setting of a new key, checked before anything is
+    written; the API and the CLI word them for their users.  An unknown safety policy is refused
+    rather than silently served by the default one (a typo must not weaken a key's filter)."""
+    problems = []
+    for label, v in (("rpm", rpm), ("tpm", tpm), ("quota", quota)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            problems.append((label, f"must be a whole number >= 0, got {v!r}"))
+    if period not in ("day", "month"):
+        problems.append(("period", f"must be day or month, got {period!r}"))
+    if safety_policy is not None and policies is not None and safety_policy not in policies:
+        known = ", ".join(sorted(policies))
+        problems.append(("safety_policy", f"unknown policy {safety_policy!r}; known: {known}"))
+    return problems
 
-    def __init__(self, store: StateStore, cache_ttl_s: float = 1.0):
+
+class KeyManager:
+    """Create, list, revoke and authenticate keys in a :class:`StateStore`.
+
+    ``policies`` are the safety policy names of the gateway's config: a key naming another one
+    is refused (None: not checked, for tools without a config).
+    """
+
+    def __init__(
+        self,
+        store: StateStore,
+        cache_ttl_s: float = 1.0,
+        policies: Collection[str] | None = None,
+    ):
         self.store = store
         self.cache_ttl_s = cache_ttl_s
+        self.policies = set(policies) if policies is not None else None
         self._cache: dict[str, tuple[float, KeyRecord | None]] = {}
 
     async def create(
@@ -68,11 +103,11 @@ class KeyManager:
         period: str = "month",
         safety_policy: str | None = None,
     ) -> tuple[str, KeyRecord]:
-        if period not in ("day", "month"):
-            raise ValueError("period must be day or month")
-        for label, v in (("rpm", rpm), ("tpm", tpm), ("quota", quota)):
-            if v is not None and v < 0:
-                raise ValueError(f"{label} must be >= 0")
+        limits: dict[str, Any] = {"rpm": rpm, "tpm": tpm, "quota": quota, "period": period}
+        problems = key_field_problems(**limits, safety_policy=safety_policy, policies=self.policies)
+        if problems:
+            name, problem = problems[0]
+            raise InvalidRequest(f"{name}: {problem}", param=name)
         secret = KEY_PREFIX + secrets.token_urlsafe(32)
         rec = KeyRecord(
             id="key_" + secrets.token_hex(6),

@@ -1,14 +1,20 @@
 """Request bodies of the OpenAI-compatible API (validated; unknown fields pass through upstream).
 
+Booleans and numbers are strict, as the OpenAI API is: ``"stream": "yes"`` or ``"max_tokens":
+"5"`` is a 400, never silently coerced.  :func:`invalid_text` finds text no model can read
+(lone UTF-16 surrogates, which JSON allows) anywhere in a body, so it is refused at admission.
+
 >>> msg = {"role": "user", "content": "hi"}
 >>> ChatCompletionRequest.model_validate({"model": "m", "messages": [msg]})  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt
+
+from gateway.errors import InvalidRequest
 
 __all__ = [
     "ChatCompletionRequest",
@@ -18,7 +24,45 @@ __all__ = [
     "RolloutStart",
     "ScoreIn",
     "StreamOptions",
+    "invalid_text",
+    "require_valid_text",
 ]
+
+Number = Annotated[float, Strict()]  # an int or a float, never a string or a boolean
+
+
+def invalid_text(value: Any, path: str = "") -> str | None:
+    """Dotted path (``messages.3.content``) of the first string in ``value`` that is not valid
+    Unicode (a lone surrogate from ``"\\ud800"``), or None.  Such text made the tokenizer fail
+    the whole local batch and leaked its internals; refusing it up front names the culprit."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "body"
+        return None
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for k, v in items:
+        bad = invalid_text(k, path) if isinstance(k, str) else None
+        bad = bad or invalid_text(v, f"{path}.{k}" if path else str(k))
+        if bad:
+            return bad
+    return None
+
+
+def require_valid_text(body: BaseModel) -> None:
+    """400 naming the field (``messages.3.content``) when any text of ``body`` is not Unicode."""
+    bad = invalid_text(body.model_dump(exclude_none=True))
+    if bad:
+        raise InvalidRequest(
+            f"{bad} is not valid Unicode text (it contains a lone surrogate such as \\ud800)",
+            param=bad,
+        )
 
 
 class ChatMessageIn(BaseModel):
@@ -32,7 +76,7 @@ class ChatMessageIn(BaseModel):
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatCompletionRequest(BaseModel):
@@ -43,12 +87,12 @@ class ChatCompletionRequest(BaseModel):
 
     model: str = Field(min_length=1, max_length=256)
     messages: list[ChatMessageIn] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    n: int | None = Field(default=None, ge=1, le=1, description="only 1 is supported")
-    stream: bool | None = False
+    max_tokens: StrictInt | None = Field(default=None, ge=1)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1)
+    temperature: Number | None = Field(default=None, ge=0, le=2)
+    top_p: Number | None = Field(default=None, ge=0, le=1)
+    n: StrictInt | None = Field(default=None, ge=1, le=1, description="only 1 is supported")
+    stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
     user: str | None = Field(default=None, max_length=256)
@@ -61,7 +105,7 @@ class EmbeddingsRequest(BaseModel):
     model: str = Field(min_length=1, max_length=256)
     input: str | list[str] = Field(description="text or list of texts (token arrays unsupported)")
     encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: StrictInt | None = Field(default=None, ge=1)
     user: str | None = None
 
 
@@ -70,9 +114,9 @@ class KeyCreate(BaseModel):
 
     name: str = ""
     team: str | None = None
-    rpm: int | None = Field(default=None, ge=0)
-    tpm: int | None = Field(default=None, ge=0)
-    quota: int | None = Field(default=None, ge=0)
+    rpm: StrictInt | None = Field(default=None, ge=0)
+    tpm: StrictInt | None = Field(default=None, ge=0)
+    quota: StrictInt | None = Field(default=None, ge=0)
     period: Literal["day", "month"] = "month"
     safety_policy: str | None = None
 
@@ -81,13 +125,13 @@ class RolloutStart(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     candidate: str
-    steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0], min_length=1)
+    steps: list[Number] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0], min_length=1)
     interval: str = "60s"
     stable: str | None = None
-    min_samples: int | None = Field(default=None, ge=1)
-    max_error_rate_increase: float | None = Field(default=None, ge=0)
-    max_p95_ratio: float | None = Field(default=None, ge=1)
-    max_score_drop: float | None = Field(default=None, ge=0)
+    min_samples: StrictInt | None = Field(default=None, ge=1)
+    max_error_rate_increase: Number | None = Field(default=None, ge=0)
+    max_p95_ratio: Number | None = Field(default=None, ge=1)
+    max_score_drop: Number | None = Field(default=None, ge=0)
 
 
 class ScoreIn(BaseModel):
@@ -96,5 +140,5 @@ class ScoreIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: str = Field(min_length=1, max_length=200)
-    score: float = Field(allow_inf_nan=False)
+    score: Number = Field(allow_inf_nan=False)
     name: str = Field(default="online", max_length=100)

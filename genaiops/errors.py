@@ -9,7 +9,9 @@ maps it once to OpenAI-shaped JSON.
     │   └── SpecError            a YAML spec failed validation
     ├── ProviderError            a model provider could not load or answer
     │   ├── ProviderUnavailable  package/weights/credentials missing
-    │   └── UpstreamError        a remote model endpoint failed (status, body excerpt)
+    │   ├── UpstreamError        a remote model endpoint failed (status, body excerpt)
+    │   └── InputRejected        one input of a batch cannot be run (its index; the rest can)
+    │       └── ContextWindowExceeded  prompt + max_tokens over the model's window
     ├── IndexingError            the indexing pipeline
     │   ├── SourceError          a source document could not be parsed (→ quarantined)
     │   ├── VersionNotFound      unknown version id or alias
@@ -37,10 +39,12 @@ __all__ = [
     "AliasError",
     "BuildLockedError",
     "ConfigError",
+    "ContextWindowExceeded",
     "EvaluationError",
     "GatewayError",
     "GenAIOpsError",
     "IndexingError",
+    "InputRejected",
     "ProviderError",
     "ProviderUnavailable",
     "SourceError",
@@ -78,6 +82,29 @@ class ProviderError(GenAIOpsError):
 
 class ProviderUnavailable(ProviderError):
     """A provider cannot be constructed: missing package, weights or credential."""
+
+
+class InputRejected(ProviderError):
+    """The model cannot take input ``index`` of a batch (unreadable text, too long): that one
+    request fails, the others of the batch are run again without it."""
+
+    def __init__(self, message: str, *, index: int = 0):
+        super().__init__(message)
+        self.index = index
+
+
+class ContextWindowExceeded(InputRejected):
+    """``prompt_tokens + max_tokens`` is more than the model's ``limit``: refused before any
+    forward pass, so one huge prompt cannot hold the model for minutes."""
+
+    def __init__(self, *, index: int, prompt_tokens: int, max_tokens: int, limit: int):
+        super().__init__(
+            f"This model's maximum context length is {limit} tokens. However, you requested "
+            f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, "
+            f"{max_tokens} in the completion).",
+            index=index,
+        )
+        self.prompt_tokens, self.max_tokens, self.limit = prompt_tokens, max_tokens, limit
 
 
 class UpstreamError(ProviderError):

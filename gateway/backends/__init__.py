@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import httpx
 
-from gateway.backends.base import Backend, BackendFailure
+from gateway.backends.base import Backend, BackendBusy, BackendFailure
 from gateway.backends.http import HTTPBackend
 from gateway.backends.local import LocalChatBackend, LocalEmbeddingsBackend, message_text
 from gateway.config import GatewayConfig
 
 __all__ = [
     "Backend",
+    "BackendBusy",
     "BackendFailure",
     "HTTPBackend",
     "LocalChatBackend",
@@ -32,6 +33,10 @@ def build_backends(config: GatewayConfig, client: httpx.AsyncClient) -> dict[str
             out[d.name] = LocalEmbeddingsBackend(d.name)
         else:
             out[d.name] = LocalChatBackend(
-                d.name, config.local_batch_size, config.local_batch_wait_ms
+                d.name,
+                config.local_batch_size,
+                config.local_batch_wait_ms,
+                queue_max=config.local_queue_max,
+                queue_wait_s=config.local_queue_wait_s,
             )
     return out

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from gateway.errors import UpstreamFailed
 
-__all__ = ["Backend", "BackendFailure"]
+__all__ = ["Backend", "BackendBusy", "BackendFailure"]
 
 
 class BackendFailure(UpstreamFailed):
@@ -35,6 +35,21 @@ class BackendFailure(UpstreamFailed):
         self.deployment = deployment
         self.upstream_status = upstream_status
         self.retryable = retryable
+
+
+class BackendBusy(BackendFailure):
+    """A deployment has no room now (the local model's queue is full, or the request waited
+    longer than the bound): 503 with ``Retry-After``; another deployment may still answer."""
+
+    code = "model_busy"
+
+    def __init__(self, message: str, *, deployment: str, retry_after: float = 1.0):
+        super().__init__(message, deployment=deployment, retryable=True)
+        self.status = 503
+        self.error_code = "model_busy"
+        self.retry_after = max(1.0, retry_after)
+        self.headers.setdefault("retry-after", str(int(-(-self.retry_after // 1))))
+        self.headers.setdefault("retry-after-ms", str(int(self.retry_after * 1000)))
 
 
 @runtime_checkable

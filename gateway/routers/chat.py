@@ -17,13 +17,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from gateway.backends import Backend, BackendFailure, message_text
-from gateway.calls import Call, ClientDisconnected, resolve_alias
+from gateway.calls import Call, resolve_alias
 from gateway.config import AliasConfig
 from gateway.deps import GW, ApiKey, Gateway
-from gateway.errors import APIError, ContentFiltered, InvalidRequest, UpstreamFailed
+from gateway.errors import (
+    APIError,
+    ClientDisconnected,
+    ContentFiltered,
+    InvalidRequest,
+    UpstreamFailed,
+)
 from gateway.ledger import UsageRow
-from gateway.safety import StreamFilter
-from gateway.schemas import ChatCompletionRequest
+from gateway.safety import StreamFilter, merge_results
+from gateway.schemas import ChatCompletionRequest, require_valid_text
 from genaiops.tokens import count_tokens
 
 __all__ = ["estimate_prompt_tokens", "router"]
@@ -45,6 +51,7 @@ async def chat_completions(
     body: ChatCompletionRequest, request: Request, gw: GW, key: ApiKey
 ) -> Response:
     alias = resolve_alias(gw, body.model, "chat")
+    require_valid_text(body)
     call = Call(gw, request, key, alias.name, stream=bool(body.stream))
     request.state.extra_headers = call.headers()
     max_tokens = body.max_completion_tokens or body.max_tokens or gw.config.default_max_tokens
@@ -114,7 +121,8 @@ async def _complete(
     prompt_notes: list[dict[str, Any]] | None,
 ) -> Response:
     choices = resp.get("choices") or []
-    text = message_text((choices[0].get("message") or {}).get("content")) if choices else ""
+    message = (choices[0].get("message") or {}) if choices else {}
+    text = message_text(message.get("content"))
     usage = resp.get("usage") or {}
     pt = int(usage.get("prompt_tokens") or call.prompt_estimate)
     ct = int(usage.get("completion_tokens") or count_tokens(text))
@@ -124,16 +132,14 @@ async def _complete(
         resp["prompt_filter_results"] = prompt_notes
         safety["prompt"] = prompt_notes[0]["content_filter_results"]
         if choices:
-            verdict = await gw.safety.check_output(text, policy)
+            checked, verdict = await gw.safety.check_completion(message, policy)
+            choices[0]["message"] = checked
             choices[0]["content_filter_results"] = verdict.results
             safety["completion"] = verdict.results
             if verdict.blocked:
                 outcome = "filtered"
                 gw.metrics.safety.labels("output", "blocked").inc()
-                choices[0]["message"]["content"] = ""
                 choices[0]["finish_reason"] = "content_filter"
-            elif verdict.text != text:
-                choices[0]["message"]["content"] = verdict.text
     resp["model"] = alias.name
     resp.setdefault("usage", {"prompt_tokens": pt, "completion_tokens": ct})
     resp["usage"]["total_tokens"] = pt + ct
@@ -205,109 +211,190 @@ async def _stream(
     if prompt_notes is not None and gw.safety is not None:
         filt = StreamFilter(gw.safety, policy, gw.config.safety.stream_window_chars)
     return _SettlingStream(
-        _events(gw, call, dep, it, first, filt, prompt_notes, include_usage),
+        _EventStream(gw, call, dep, it, first, filt, prompt_notes, include_usage).events(),
         lambda: _close_stream(call, dep, it),
         media_type="text/event-stream",
         headers={**call.headers(), "cache-control": "no-cache"},
     )
 
 
-async def _events(
-    gw: Gateway,
-    call: Call,
-    dep: str,
-    it: AsyncIterator[dict[str, Any]],
-    first: dict[str, Any] | None,
-    filt: StreamFilter | None,
-    prompt_notes: list[dict[str, Any]] | None,
-    include_usage: bool,
-) -> AsyncIterator[bytes]:
-    call.streamed = ""
-    usage: dict[str, Any] | None = None
-    finish: str | None = None
-    blocked = False
-    template: dict[str, Any] = {
-        "id": (first or {}).get("id") or "chatcmpl-" + call.request_id[4:28],
-        "object": "chat.completion.chunk",
-        "created": (first or {}).get("created") or int(time.time()),
-    }
+class _ToolCallBuffer:
+    """Streamed tool-call (and legacy function-call) deltas, held back until the stream ends so
+    their arguments are judged whole before any of them leaves."""
 
-    def chunk(delta: dict[str, Any], finish_reason: str | None, **extra: Any) -> bytes:
-        c = {**template, "model": call.alias}
+    def __init__(self) -> None:
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.function_call: dict[str, Any] | None = None
+
+    def add(self, delta: dict[str, Any]) -> None:
+        for tc in delta.pop("tool_calls", None) or []:
+            if not isinstance(tc, dict):
+                continue
+            cur = self.calls.setdefault(int(tc.get("index") or 0), {"function": {}})
+            for k in ("id", "type"):
+                if tc.get(k):
+                    cur[k] = tc[k]
+            fn = tc.get("function") or {}
+            if fn.get("name"):
+                cur["function"]["name"] = fn["name"]
+            cur["function"]["arguments"] = cur["function"].get("arguments", "") + str(
+                fn.get("arguments") or ""
+            )
+        fc = delta.pop("function_call", None)
+        if isinstance(fc, dict):
+            cur = self.function_call = self.function_call or {}
+            if fc.get("name"):
+                cur["name"] = fc["name"]
+            cur["arguments"] = cur.get("arguments", "") + str(fc.get("arguments") or "")
+
+    def message(self) -> dict[str, Any]:
+        msg: dict[str, Any] = {"role": "assistant", "content": ""}
+        if self.calls:
+            msg["tool_calls"] = [{"index": i, **c} for i, c in sorted(self.calls.items())]
+        if self.function_call is not None:
+            msg["function_call"] = self.function_call
+        return msg
+
+    def __bool__(self) -> bool:
+        return bool(self.calls) or self.function_call is not None
+
+
+class _EventStream:
+    """The SSE events of one streamed answer: relays the backend's chunks, releases text only
+    through the :class:`StreamFilter`, holds tool calls until they are judged, then sends the
+    final chunk (with usage if asked), settles the call and ends with ``[DONE]``."""
+
+    def __init__(
+        self,
+        gw: Gateway,
+        call: Call,
+        dep: str,
+        it: AsyncIterator[dict[str, Any]],
+        first: dict[str, Any] | None,
+        filt: StreamFilter | None,
+        prompt_notes: list[dict[str, Any]] | None,
+        include_usage: bool,
+    ):
+        self.gw, self.call, self.dep, self.it, self.first = gw, call, dep, it, first
+        self.filt, self.prompt_notes, self.include_usage = filt, prompt_notes, include_usage
+        self.usage: dict[str, Any] | None = None
+        self.finish: str | None = None
+        self.blocked = False
+        self.tools = _ToolCallBuffer()
+        self.template: dict[str, Any] = {
+            "id": (first or {}).get("id") or "chatcmpl-" + call.request_id[4:28],
+            "object": "chat.completion.chunk",
+            "created": (first or {}).get("created") or int(time.time()),
+        }
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None, **extra: Any) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
         choice.update(extra)
-        c["choices"] = [choice]
-        return _sse(c)
+        return _sse({**self.template, "model": self.call.alias, "choices": [choice]})
 
-    async def chunks() -> AsyncIterator[dict[str, Any]]:
-        if first is not None:
-            yield first
-        async for c in it:
+    async def _upstream(self) -> AsyncIterator[dict[str, Any]]:
+        if self.first is not None:
+            yield self.first
+        async for c in self.it:
             yield c
 
-    try:
-        if prompt_notes is not None and include_usage:  # empty-choices chunks only if asked
-            notes = {**template, "model": call.alias, "choices": []}
-            yield _sse({**notes, "prompt_filter_results": prompt_notes})
-        async for c in chunks():
-            template["id"] = c.get("id", template["id"])
-            template["created"] = c.get("created", template["created"])
-            if c.get("usage"):
-                usage = c["usage"]
-            for ch in c.get("choices") or []:
-                delta = dict(ch.get("delta") or {})
-                piece = delta.pop("content", None) or ""
-                call.streamed += piece
-                finish = ch.get("finish_reason") or finish
-                out: str | None = piece
-                if filt is not None and piece:
-                    out = await filt.feed(piece)
+    async def _relay(self, c: dict[str, Any]) -> AsyncIterator[bytes]:
+        """Events for one backend chunk; sets ``blocked`` when the filter stops the answer."""
+        self.template["id"] = c.get("id", self.template["id"])
+        self.template["created"] = c.get("created", self.template["created"])
+        if c.get("usage"):
+            self.usage = c["usage"]
+        for ch in c.get("choices") or []:
+            delta = dict(ch.get("delta") or {})
+            raw = delta.pop("content", None)
+            piece = raw if isinstance(raw, str) else message_text(raw)  # parts: their text
+            self.call.streamed += piece
+            self.finish = ch.get("finish_reason") or self.finish
+            out: str | None = piece
+            if self.filt is not None:
+                self.tools.add(delta)
+                if piece:
+                    out = await self.filt.feed(piece)
                     if out is None:
-                        blocked = True
-                        break
-                if out:
-                    delta["content"] = out
-                if delta:
-                    yield chunk(delta, None)
-            if blocked:
-                break
-        if filt is not None and not blocked:
-            rest = await filt.finish()
-            if rest is None:
-                blocked = True
-            elif rest:
-                yield chunk({"content": rest}, None)
+                        self.blocked = True
+                        return
+            if out:
+                delta["content"] = out
+            if delta:
+                yield self._chunk(delta, None)
+
+    async def _release_rest(self) -> AsyncIterator[bytes]:
+        """After the last chunk: the held-back text, then the held tool calls, once judged."""
+        assert self.filt is not None
+        rest = await self.filt.finish()
+        if rest is None:
+            self.blocked = True
+            return
+        if rest:
+            yield self._chunk({"content": rest}, None)
+        if self.tools:
+            msg, verdict = await self.filt.engine.check_completion(
+                self.tools.message(), self.filt.policy
+            )
+            merge_results(self.filt.results, verdict.results)
+            if verdict.blocked:
+                self.blocked = True
+                return
+            msg.pop("role", None)
+            msg.pop("content", None)
+            yield self._chunk(msg, None)
+
+    async def _settle(self) -> AsyncIterator[bytes]:
         extra: dict[str, Any] = {}
-        if filt is not None:
-            extra["content_filter_results"] = filt.results
-        if blocked:
-            gw.metrics.safety.labels("output", "blocked").inc()
-        yield chunk({}, "content_filter" if blocked else (finish or "stop"), **extra)
-        pt = int((usage or {}).get("prompt_tokens") or call.prompt_estimate)
-        ct = int((usage or {}).get("completion_tokens") or count_tokens(call.streamed))
-        if blocked or usage is None:
+        if self.filt is not None:
+            extra["content_filter_results"] = self.filt.results
+        if self.blocked:
+            self.gw.metrics.safety.labels("output", "blocked").inc()
+        finish = "content_filter" if self.blocked else (self.finish or "stop")
+        yield self._chunk({}, finish, **extra)
+        call, usage = self.call, self.usage or {}
+        pt = int(usage.get("prompt_tokens") or call.prompt_estimate)
+        ct = int(usage.get("completion_tokens") or count_tokens(call.streamed))
+        if self.blocked or self.usage is None:
             ct = count_tokens(call.streamed)
-        if include_usage:
+        if self.include_usage:
             u = {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
-            yield _sse({**template, "model": call.alias, "choices": [], "usage": u})
-        safety = {"completion": filt.results} if filt is not None else {}
-        if prompt_notes is not None:
-            safety["prompt"] = prompt_notes[0]["content_filter_results"]
-        await call.finish(dep, pt, ct, outcome="filtered" if blocked else "ok", safety=safety)
+            yield _sse({**self.template, "model": call.alias, "choices": [], "usage": u})
+        safety = {"completion": self.filt.results} if self.filt is not None else {}
+        if self.prompt_notes is not None:
+            safety["prompt"] = self.prompt_notes[0]["content_filter_results"]
+        outcome = "filtered" if self.blocked else "ok"
+        await call.finish(self.dep, pt, ct, outcome=outcome, safety=safety)
         yield b"data: [DONE]\n\n"
-    except APIError as e:
-        # mid-stream failure: the SDK raises on an ``error`` event
-        await call.finish(
-            dep,
-            call.prompt_estimate,
-            count_tokens(call.streamed),
-            status=e.status,
-            outcome="error",
-            error=e,
-        )
-        yield _sse(e.body())
-    finally:
-        await _close_stream(call, dep, it)
+
+    async def events(self) -> AsyncIterator[bytes]:
+        try:
+            if self.prompt_notes is not None and self.include_usage:  # empty choices if asked
+                notes = {**self.template, "model": self.call.alias, "choices": []}
+                yield _sse({**notes, "prompt_filter_results": self.prompt_notes})
+            async for c in self._upstream():
+                async for ev in self._relay(c):
+                    yield ev
+                if self.blocked:
+                    break
+            if self.filt is not None and not self.blocked:
+                async for ev in self._release_rest():
+                    yield ev
+            async for ev in self._settle():
+                yield ev
+        except APIError as e:
+            # mid-stream failure: the SDK raises on an ``error`` event
+            await self.call.finish(
+                self.dep,
+                self.call.prompt_estimate,
+                count_tokens(self.call.streamed),
+                status=e.status,
+                outcome="error",
+                error=e,
+            )
+            yield _sse(e.body())
+        finally:
+            await _close_stream(self.call, self.dep, self.it)
 
 
 async def _close_stream(call: Call, dep: str, it: AsyncIterator[dict[str, Any]]) -> None:

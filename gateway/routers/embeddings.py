@@ -12,10 +12,10 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from gateway.calls import Call, ClientDisconnected, resolve_alias
+from gateway.calls import Call, resolve_alias
 from gateway.deps import GW, ApiKey
-from gateway.errors import APIError, InvalidRequest
-from gateway.schemas import EmbeddingsRequest
+from gateway.errors import APIError, ClientDisconnected, InvalidRequest
+from gateway.schemas import EmbeddingsRequest, require_valid_text
 from genaiops.tokens import count_tokens
 
 __all__ = ["router"]
@@ -26,6 +26,7 @@ router = APIRouter(tags=["embeddings"])
 @router.post("/v1/embeddings", response_model=None)
 async def embeddings(body: EmbeddingsRequest, request: Request, gw: GW, key: ApiKey) -> Response:
     alias = resolve_alias(gw, body.model, "embeddings")
+    require_valid_text(body)
     texts = [body.input] if isinstance(body.input, str) else body.input
     if not texts or any(not t for t in texts):
         raise InvalidRequest("input must be a non-empty string or list of them", param="input")

@@ -12,7 +12,14 @@ from gateway.safety.detectors import (
     PIISpan,
     register_detector,
 )
-from gateway.safety.engine import DetectorFailed, OutputVerdict, SafetyEngine, StreamFilter, redact
+from gateway.safety.engine import (
+    DetectorFailed,
+    OutputVerdict,
+    SafetyEngine,
+    StreamFilter,
+    merge_results,
+    redact,
+)
 
 __all__ = [
     "CATEGORIES",
@@ -24,6 +31,7 @@ __all__ = [
     "PIISpan",
     "SafetyEngine",
     "StreamFilter",
+    "merge_results",
     "redact",
     "register_detector",
 ]

@@ -19,8 +19,8 @@ from azure.core.exceptions import AzureError
 from azure.core.rest import HttpRequest
 
 from gateway.config import SafetyConfig
+from gateway.errors import DetectorFailed
 from gateway.safety.detectors import Analysis, Role
-from gateway.safety.engine import DetectorFailed
 from genaiops.settings import SecretRef
 
 __all__ = ["AzureContentSafetyDetector"]

@@ -195,15 +195,20 @@ class OfflineDetector:
             kinds.append("api_key")
         return kinds
 
+    # a long text is searched window by window (overlapping by more than any pattern spans), so
+    # the interpreter can switch threads between windows: the engine runs long texts in a worker
+    # thread and one megabyte prompt no longer freezes every other request for seconds
+    blocking_io_over = 16_384
+
     def analyze(self, text: str, role: Role) -> Analysis:
         a = Analysis()
-        if self._lex_any.search(text):
+        if _search(self._lex_any, text):
             for cat, pats in self._lex.items():
-                a.severities[cat] = max((sev for sev, rx in pats if rx.search(text)), default=0)
+                a.severities[cat] = max((sev for sev, rx in pats if _search(rx, text)), default=0)
         if role == "prompt":
-            a.attack = bool(self._jail.search(text))
+            a.attack = _search(self._jail, text)
         elif role == "document":
-            a.attack = bool(self._indirect.search(text))
+            a.attack = _search(self._indirect, text)
         for typ in self._pii_candidates(text):
             for m in self._pii[typ].finditer(text):
                 if typ == "credit_card":
@@ -214,6 +219,16 @@ class OfflineDetector:
         if self._block is not None:
             a.blocklist = sorted({m.group().lower() for m in self._block.finditer(text)})
         return a
+
+
+_WINDOW, _OVERLAP = 16_384, 1_024  # the longest pattern match is a few hundred characters
+
+
+def _search(rx: re.Pattern[str], text: str) -> bool:
+    if len(text) <= _WINDOW:
+        return rx.search(text) is not None
+    step = _WINDOW - _OVERLAP
+    return any(rx.search(text, i, i + _WINDOW) for i in range(0, len(text), step))
 
 
 _FACTORIES: dict[str, Callable[..., Detector]] = {}

@@ -1,10 +1,15 @@
 """Apply a safety policy to prompts, supplied documents and completions (streamed or not).
 
-* Prompt: user messages are checked for the four harm categories, jailbreak, PII and the
-  blocklist; ``tool`` messages and the genaiops ``documents`` extension are checked for indirect
-  attacks.  Blocked → :class:`~gateway.errors.ContentFiltered` (400, Azure ``innererror`` shape);
-  PII with ``pii: redact`` is replaced by ``[EMAIL]``, ``[PHONE]``… before the model sees it.
-* Completion: blocked → ``finish_reason: "content_filter"`` and the text withheld.
+* Prompt: every message the client sends is checked for the four harm categories, PII and the
+  blocklist, in every text slot (:mod:`gateway.safety.content`: string content, each part of
+  list content, ``name``, tool-call arguments).  ``user``, ``assistant`` (client-written turns
+  carry many-shot jailbreaks), ``system`` and ``developer`` (whoever holds a key writes them) are
+  also checked for jailbreak; ``tool``/``function`` messages and the genaiops ``documents``
+  extension for indirect attacks.  Blocked → :class:`~gateway.errors.ContentFiltered` (400, Azure
+  ``innererror`` shape); PII with ``pii: redact`` is replaced by ``[EMAIL]``, ``[PHONE]``… in
+  every slot before the model sees it.
+* Completion: the content (string or parts) and the tool-call / function-call arguments are
+  checked; blocked → ``finish_reason: "content_filter"`` and the text and tool calls withheld.
 * Streams: :class:`StreamFilter` releases text in windows only after the whole text so far passed,
   holding back a tail so a pattern split across windows is still caught.
 * Detector failure: fail closed (503 for prompts, ``content_filter`` for completions) unless the
@@ -17,11 +22,14 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config import SafetyConfig, SafetyPolicy
-from gateway.errors import ContentFiltered, SafetyUnavailable
+from gateway.errors import ContentFiltered, DetectorFailed, SafetyUnavailable
+from gateway.safety.azure import AzureContentSafetyDetector
+from gateway.safety.content import joined_text, redact, redact_slots, text_slots
 from gateway.safety.detectors import (
     CATEGORIES,
     Analysis,
@@ -32,28 +40,29 @@ from gateway.safety.detectors import (
     detector_factories,
 )
 
-__all__ = ["DetectorFailed", "OutputVerdict", "SafetyEngine", "StreamFilter", "redact"]
-
-
-class DetectorFailed(Exception):
-    """A detector could not give an answer (network, quota, malformed reply)."""
+__all__ = [
+    "DetectorFailed",
+    "OutputVerdict",
+    "SafetyEngine",
+    "StreamFilter",
+    "merge_results",
+    "redact",
+]
 
 
 def _level(sev: int) -> str:
     return "safe" if sev < 2 else "low" if sev < 4 else "medium" if sev < 6 else "high"
 
 
-def redact(text: str, spans: list[PIISpan]) -> str:
-    """Replace PII spans (merged when they overlap) by ``[TYPE]`` placeholders."""
-    out, pos = [], 0
-    for s in sorted(spans, key=lambda s: (s.start, -s.end)):
-        if s.start < pos:
-            continue
-        out.append(text[pos : s.start])
-        out.append(f"[{s.type.upper()}]")
-        pos = s.end
-    out.append(text[pos:])
-    return "".join(out)
+# what each message role is checked for besides harm categories, PII and the blocklist
+ATTACK_CHECK: dict[str, Role] = {
+    "user": "prompt",
+    "assistant": "prompt",
+    "system": "prompt",
+    "developer": "prompt",
+    "tool": "document",
+    "function": "document",
+}
 
 
 @dataclass
@@ -73,8 +82,6 @@ class SafetyEngine:
             detectors = []
             for name in config.detectors:
                 if name == "azure":
-                    from gateway.safety.azure import AzureContentSafetyDetector
-
                     detectors.append(AzureContentSafetyDetector.from_config(config))
                 else:
                     detectors.append(detector_factories()[name]())
@@ -92,7 +99,8 @@ class SafetyEngine:
         result: Analysis | None = None
         for det in self.detectors:
             try:
-                if getattr(det, "blocking_io", False):
+                over = getattr(det, "blocking_io_over", None)  # long texts off the loop
+                if getattr(det, "blocking_io", False) or (over is not None and len(text) > over):
                     a = await asyncio.to_thread(det.analyze, text, role)
                 else:
                     a = det.analyze(text, role)
@@ -144,35 +152,34 @@ class SafetyEngine:
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Returns (messages, possibly redacted; ``prompt_filter_results``) or raises 400/503."""
         policy = self.policy(policy_name)
-        out = [dict(m) for m in messages]
+        out = copy.deepcopy(messages)
         merged: dict[str, Any] = {}
         try:
-            for m in out:
-                content = m.get("content")
-                role = m.get("role")
-                if not isinstance(content, str) or role not in ("user", "tool", "function"):
+            for i, m in enumerate(out):
+                slots = text_slots(m)
+                if not slots:
                     continue
-                kind: Role = "prompt" if role == "user" else "document"
-                a = await self.analyze(content, kind, policy)
+                kind = ATTACK_CHECK.get(str(m.get("role")), "prompt")
+                a = await self.analyze(joined_text(slots), kind, policy)
                 key = "jailbreak" if kind == "prompt" else "indirect_attack"
                 res, blocked = self._results(a, policy, attack_key=key)
-                _merge(merged, res)
+                merge_results(merged, res)
                 if blocked:
                     raise ContentFiltered(
                         "The prompt was filtered by the content policy "
-                        f"({', '.join(_reasons(res))}).",
+                        f"({', '.join(_reasons(res))}) in messages[{i}] ({m.get('role')}).",
                         result=merged,
                     )
                 if policy.pii == "redact" and a.pii:
-                    m["content"] = redact(content, [p for p in a.pii if p.type in policy.pii_types])
-            for doc in documents:
+                    redact_slots(slots, [p for p in a.pii if p.type in policy.pii_types])
+            for j, doc in enumerate(documents):
                 a = await self.analyze(doc, "document", policy)
                 res, blocked = self._results(a, policy, attack_key="indirect_attack")
-                _merge(merged, res)
+                merge_results(merged, res)
                 if blocked:
                     raise ContentFiltered(
                         "A supplied document was filtered by the content policy "
-                        f"({', '.join(_reasons(res))}).",
+                        f"({', '.join(_reasons(res))}) in documents[{j}].",
                         result=merged,
                         param="documents",
                     )
@@ -183,6 +190,23 @@ class SafetyEngine:
                 ) from e
             merged["error"] = {"code": "content_filter_error", "message": "filter unavailable"}
         return out, [{"prompt_index": 0, "content_filter_results": merged}]
+
+    async def check_completion(
+        self, message: dict[str, Any], policy_name: str | None
+    ) -> tuple[dict[str, Any], OutputVerdict]:
+        """Judge a completion's whole message: content (string or parts) and tool-call /
+        function-call arguments together.  Returns the message to send (redacted, or with text
+        and tool calls withheld when blocked) and the verdict."""
+        out = copy.deepcopy(message)
+        slots = [s for s in text_slots(out) if s.key != "name"]
+        verdict = await self.check_output(joined_text(slots), policy_name)
+        if verdict.blocked:
+            out["content"] = ""
+            out.pop("tool_calls", None)
+            out.pop("function_call", None)
+        elif verdict.redacted:
+            redact_slots(slots, verdict.redacted)
+        return out, verdict
 
     async def check_output(self, text: str, policy_name: str | None) -> OutputVerdict:
         policy = self.policy(policy_name)
@@ -235,7 +259,7 @@ class StreamFilter:
         # boundary ("how to make" | "a pipe bomb") is still recognised and stops the rest
         tail = self.released_raw[-self.context :]
         verdict = await self.engine.check_output(tail + self.pending, self.policy)
-        _merge(self.results, verdict.results)
+        merge_results(self.results, verdict.results)
         if verdict.blocked:
             self.blocked = True
             return None
@@ -295,7 +319,8 @@ def _safe_cut(text: str, cut: int) -> int:
     return cut
 
 
-def _merge(into: dict[str, Any], res: dict[str, Any]) -> None:
+def merge_results(into: dict[str, Any], res: dict[str, Any]) -> None:
+    """Fold one verdict's ``content_filter_results`` into ``into`` (worst severity wins)."""
     order = ["safe", "low", "medium", "high"]
     for k, v in res.items():
         cur = into.get(k)

@@ -61,7 +61,10 @@ def serve(
     import uvicorn
 
     from gateway import create_app, load_config
+    from genaiops.errors import ConfigError
 
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535, got {port}")
     cfg = load_config(config)
     handler = logging.StreamHandler()
     handler.setFormatter(_JSONLogs())
@@ -103,7 +106,7 @@ def _run(config: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
         ledger = Ledger(cfg.ledger_path())
         ns = type("Ctx", (), {})()
         ns.config, ns.store, ns.ledger = cfg, store, ledger
-        ns.keys = KeyManager(store)
+        ns.keys = KeyManager(store, policies=cfg.safety.policies)
         ns.rollouts = RolloutManager(store, cfg, ledger)
         try:
             return await fn(ns)
@@ -112,6 +115,10 @@ def _run(config: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
             ledger.close()
 
     return asyncio.run(go())
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
 
 
 @keys_app.command("create")
@@ -127,21 +134,20 @@ def keys_create(
     json_: JsonOpt = False,
 ) -> None:
     """Create a key; the secret is printed once and never stored."""
+    from gateway.config import load_config
+    from gateway.keys import key_field_problems
     from genaiops.errors import ConfigError
 
-    if period not in ("day", "month"):
-        raise ConfigError("--period must be day or month")
+    cfg = load_config(config)
+    fields: dict[str, Any] = {"rpm": rpm, "tpm": tpm, "quota": quota, "period": period}
+    fields["safety_policy"] = safety_policy
+    problems = key_field_problems(**fields, policies=cfg.safety.policies)
+    if problems:  # refused before the store is opened: nothing is written
+        field, problem = problems[0]
+        raise ConfigError(f"{_flag(field)}: {problem}")
 
     async def go(ctx: Any) -> tuple[str, Any]:
-        return await ctx.keys.create(
-            name=name,
-            team=team,
-            rpm=rpm,
-            tpm=tpm,
-            quota=quota,
-            period=period,
-            safety_policy=safety_policy,
-        )
+        return await ctx.keys.create(name=name, team=team, **fields)
 
     secret, rec = _run(config, go)
     if json_:
@@ -194,6 +200,8 @@ def usage(
     """Requests, errors and tokens from the usage ledger."""
     from genaiops.errors import ConfigError
 
+    if since_hours is not None and not since_hours > 0:
+        raise ConfigError(f"--since-hours must be a positive number of hours, got {since_hours}")
     since = time.time() - since_hours * 3600 if since_hours else None
 
     async def go(ctx: Any) -> list[dict[str, Any]]:
@@ -254,26 +262,34 @@ def rollout_start(
     json_: JsonOpt = False,
 ) -> None:
     """Start moving traffic of ALIAS to a candidate deployment step by step."""
+    from pydantic import ValidationError
+
     from gateway.rollout import parse_duration
+    from gateway.schemas import RolloutStart
     from genaiops.errors import ConfigError
 
     try:
         step_list = [float(s) for s in steps.split(",") if s.strip()]
     except ValueError as e:
         raise ConfigError(f"--steps: not a list of numbers: {steps!r}") from e
+    thresholds: dict[str, Any] = {
+        "min_samples": min_samples,
+        "max_error_rate_increase": max_error_rate_increase,
+        "max_p95_ratio": max_p95_ratio,
+        "max_score_drop": max_score_drop,
+    }
+    try:  # the same limits as POST /admin/rollouts, checked before the store is opened
+        RolloutStart(candidate=candidate, steps=step_list, interval=interval, **thresholds)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ConfigError(f"{_flag(str(first['loc'][0]))}: {first['msg']}") from None
+    if any(not 0 < s <= 100 for s in step_list) or step_list != sorted(step_list):
+        raise ConfigError(f"--steps must be increasing percentages in (0, 100], got {steps!r}")
     secs = parse_duration(interval)
     st = _run(
         config,
         lambda ctx: ctx.rollouts.start(
-            alias,
-            candidate,
-            step_list,
-            secs,
-            stable=stable,
-            min_samples=min_samples,
-            max_error_rate_increase=max_error_rate_increase,
-            max_p95_ratio=max_p95_ratio,
-            max_score_drop=max_score_drop,
+            alias, candidate, step_list, secs, stable=stable, **thresholds
         ),
     )
     _show(st, json_)

@@ -6,6 +6,14 @@ dequantized weights under ``$GENAIOPS_HOME/cache/models`` so later loads take we
 One model per process (:func:`get_local_generator`), guarded by a lock: callers that want
 throughput batch requests through :meth:`LocalGenerator.generate_batch`.
 
+The generator protects itself, whoever calls it: a conversation whose prompt plus ``max_tokens``
+exceeds the model's context window is refused before any forward pass
+(:class:`~genaiops.errors.ContextWindowExceeded`, naming the conversation's index in the
+batch), an input the tokenizer cannot read is refused the same way
+(:class:`~genaiops.errors.InputRejected`), and each conversation may carry a
+``threading.Event``: once set, that row stops at the next decoding step (the batch stops when
+every row has), so a caller that went away stops costing.
+
 Usage counts use the project token counter (:mod:`genaiops.tokens`) so quotas, ledgers and
 evaluation cost agree, whatever the model's own tokenizer says.
 
@@ -26,7 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from genaiops.errors import ProviderError, ProviderUnavailable
+from genaiops.errors import (
+    ContextWindowExceeded,
+    InputRejected,
+    ProviderError,
+    ProviderUnavailable,
+)
 from genaiops.providers._torch import apply_torch_threads
 from genaiops.settings import get_settings
 from genaiops.tokens import count_tokens
@@ -135,6 +148,7 @@ class LocalGenerator:
         self._lock = threading.Lock()
         self._tok: Any = None
         self._model: Any = None
+        self._max_token_bytes: int | None = None
 
     def warm_up(self) -> None:
         with self._lock:
@@ -146,24 +160,70 @@ class LocalGenerator:
                 except Exception as e:  # transformers/gguf raise many kinds
                     raise ProviderError(f"cannot load the local generator: {e}") from e
 
-    def _encode(self, batch: Sequence[Sequence[ChatMessage]]) -> Any:
-        texts = [
-            self._tok.apply_chat_template(
-                [{"role": m.role, "content": m.content} for m in msgs],
-                add_generation_prompt=True,
-                tokenize=False,
-            )
-            for msgs in batch
-        ]
-        return self._tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
-            self.device
-        )
+    @property
+    def busy(self) -> bool:
+        """Whether a forward pass (or stream) holds the model now."""
+        return self._lock.locked()
 
-    def _gen_kwargs(self, max_tokens: int, temperature: float) -> dict[str, Any]:
+    @property
+    def context_window(self) -> int:
+        """Tokens the model attends to (prompt + completion); 8192 for SmolLM2-135M."""
+        if self._model is None:
+            self.warm_up()
+        return int(getattr(self._model.config, "max_position_embeddings", 0) or 2048)
+
+    def _prompt_ids(self, batch: Sequence[Sequence[ChatMessage]], max_tokens: int) -> list[Any]:
+        """Token ids of each conversation's prompt, refusing (by index) any that cannot run."""
+        limit = self.context_window
+        if self._max_token_bytes is None:
+            self._max_token_bytes = max(len(t) for t in self._tok.get_vocab()) or 1
+        out = []
+        for i, msgs in enumerate(batch):
+            try:
+                text = self._tok.apply_chat_template(
+                    [{"role": m.role, "content": m.content} for m in msgs],
+                    add_generation_prompt=True,
+                    tokenize=False,
+                )
+                size = len(text.encode("utf-8"))
+            except (ValueError, TypeError, UnicodeError) as e:  # template or text unreadable
+                raise InputRejected(f"conversation {i} is not readable text", index=i) from e
+            # no token is longer than the longest vocabulary entry: a text this long cannot fit
+            # (refused without spending seconds tokenizing megabytes)
+            floor = size // self._max_token_bytes
+            if floor + max_tokens > limit:
+                raise ContextWindowExceeded(
+                    index=i, prompt_tokens=floor, max_tokens=max_tokens, limit=limit
+                )
+            try:
+                ids = self._tok(text, add_special_tokens=False)["input_ids"]
+            except (ValueError, TypeError, UnicodeError, RuntimeError) as e:
+                raise InputRejected(f"conversation {i} cannot be tokenized", index=i) from e
+            if len(ids) + max_tokens > limit:
+                raise ContextWindowExceeded(
+                    index=i, prompt_tokens=len(ids), max_tokens=max_tokens, limit=limit
+                )
+            out.append(ids)
+        return out
+
+    def _encode(self, batch: Sequence[Sequence[ChatMessage]], max_tokens: int) -> Any:
+        ids = self._prompt_ids(batch, max_tokens)
+        return self._tok.pad({"input_ids": ids}, return_tensors="pt", padding=True).to(self.device)
+
+    def _gen_kwargs(
+        self,
+        max_tokens: int,
+        temperature: float,
+        cancel: Sequence[threading.Event | None] | None = None,
+    ) -> dict[str, Any]:
         kw: dict[str, Any] = {
             "max_new_tokens": max(1, max_tokens),
             "pad_token_id": self._tok.pad_token_id,
         }
+        if cancel is not None and any(e is not None for e in cancel):
+            from transformers import StoppingCriteriaList
+
+            kw["stopping_criteria"] = StoppingCriteriaList([_Cancelled(cancel)])
         if temperature and temperature > 0:
             kw.update(do_sample=True, temperature=temperature, top_p=0.95)
         else:
@@ -177,15 +237,23 @@ class LocalGenerator:
         max_tokens: int = 256,
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
+        cancel: Sequence[threading.Event | None] | None = None,
     ) -> list[Generation]:
-        """Generate for several conversations in one padded forward pass."""
+        """Generate for several conversations in one padded forward pass.
+
+        ``cancel[i]`` set → conversation ``i`` stops at the next decoding step (its result is
+        whatever it had).  Raises :class:`~genaiops.errors.InputRejected` (with the index)
+        before any forward pass when one conversation cannot run.
+        """
         import torch
 
         self.warm_up()
         with self._lock:
-            enc = self._encode(batch)
+            enc = self._encode(batch, max_tokens)
             with torch.inference_mode():
-                out = self._model.generate(**enc, **self._gen_kwargs(max_tokens, temperature))
+                out = self._model.generate(
+                    **enc, **self._gen_kwargs(max_tokens, temperature, cancel)
+                )
         start = enc["input_ids"].shape[1]
         results = []
         for msgs, row in zip(batch, out, strict=True):
@@ -218,24 +286,29 @@ class LocalGenerator:
         )[0]
 
     def stream(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int = 256, temperature: float = 0.0
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        cancel: threading.Event | None = None,
     ) -> Iterator[str]:
-        """Yield text deltas as they are produced (holds the model lock while streaming)."""
+        """Yield text deltas as they are produced (holds the model lock while streaming);
+        ``cancel`` set → generation stops at the next decoding step."""
         import torch
         from transformers import TextIteratorStreamer
 
         self.warm_up()
         with self._lock:
-            enc = self._encode([messages])
+            enc = self._encode([messages], max_tokens)
+            kw = self._gen_kwargs(max_tokens, temperature, [cancel])
             streamer = TextIteratorStreamer(self._tok, skip_prompt=True, skip_special_tokens=True)
             errors: list[BaseException] = []
 
             def run() -> None:
                 try:
                     with torch.inference_mode():
-                        self._model.generate(
-                            **enc, streamer=streamer, **self._gen_kwargs(max_tokens, temperature)
-                        )
+                        self._model.generate(**enc, streamer=streamer, **kw)
                 except BaseException as e:  # surfaced to the consumer below
                     errors.append(e)
                     streamer.end()
@@ -250,6 +323,19 @@ class LocalGenerator:
                 t.join()
             if errors:
                 raise ProviderError(f"generation failed: {errors[0]}") from errors[0]
+
+
+class _Cancelled:
+    """A transformers stopping criterion: row ``i`` is done once ``events[i]`` is set."""
+
+    def __init__(self, events: Sequence[threading.Event | None]):
+        self.events = list(events)
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        done = [e is not None and e.is_set() for e in self.events]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
 def _apply_stop(text: str, stop: Sequence[str] | None) -> tuple[str, bool]:

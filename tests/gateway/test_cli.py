@@ -6,10 +6,12 @@ import json
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
+from gateway.errors import NotFound
 from genaiops.cli import app
-from genaiops.errors import ConfigError, GenAIOpsError
+from genaiops.errors import ConfigError
 from tests.gateway.support import FakeUpstream, serve, upstream_config
 
 run = CliRunner().invoke
@@ -65,7 +67,7 @@ def test_keys_lifecycle_and_usage_report():
     r = run(app, ["gateway", "keys", "revoke", created["id"], "--json"])
     assert json.loads(r.output)["revoked"] is True
     r = run(app, ["gateway", "keys", "revoke", "key_nope"])
-    assert isinstance(r.exception, GenAIOpsError)
+    assert isinstance(r.exception, NotFound) and str(r.exception) == "no key with id 'key_nope'"
 
 
 def test_errors_are_one_line_exit_2():
@@ -76,7 +78,60 @@ def test_errors_are_one_line_exit_2():
         text=True,
         timeout=60,
     )
-    assert p.returncode == 2 and p.stderr.strip() == "error: --period must be day or month"
+    assert (
+        p.returncode == 2
+        and p.stderr.strip() == "error: --period: must be day or month, got 'week'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["keys", "create", "--rpm", "-5"], "--rpm: must be a whole number >= 0, got -5"),
+        (["keys", "create", "--tpm", "-1"], "--tpm: must be a whole number >= 0, got -1"),
+        (["keys", "create", "--quota", "-3"], "--quota: must be a whole number >= 0, got -3"),
+        (
+            ["keys", "create", "--safety-policy", "strcit"],
+            "--safety-policy: unknown policy 'strcit'; known: default",
+        ),
+        (
+            ["rollout", "start", "chat", "--candidate", "b", "--min-samples", "-1"],
+            "--min-samples: Input should be greater than or equal to 1",
+        ),
+        (
+            ["rollout", "start", "chat", "--candidate", "b", "--max-p95-ratio", "0.5"],
+            "--max-p95-ratio: Input should be greater than or equal to 1",
+        ),
+        (
+            ["rollout", "start", "chat", "--candidate", "b", "--steps", "50,-10"],
+            "--steps must be increasing percentages in (0, 100], got '50,-10'",
+        ),
+        (
+            ["usage", "--since-hours", "-2"],
+            "--since-hours must be a positive number of hours, got -2.0",
+        ),
+        (["serve", "--port", "-1"], "--port must be between 0 and 65535, got -1"),
+    ],
+)
+def test_invalid_numbers_and_policies_are_one_clear_error_and_write_nothing(
+    args: list[str], message: str, genaiops_home
+):
+    r = run(app, ["gateway", *args])
+    assert r.exit_code == 1 and isinstance(r.exception, ConfigError), r.output
+    assert str(r.exception) == message
+    assert not (genaiops_home / "gateway").exists()  # no state or ledger file was created
+
+
+def test_rpm_negative_through_the_entry_point_is_one_line(genaiops_home):
+    p = subprocess.run(
+        [sys.executable, "-m", "genaiops", "gateway", "keys", "create", "--rpm", "-5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip() == "error: --rpm: must be a whole number >= 0, got -5"
+    assert not (genaiops_home / "gateway").exists()
 
 
 def test_example_config_validates_and_bad_keys_name_file_and_key(tmp_path):
