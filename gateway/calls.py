@@ -90,7 +90,7 @@ class Call:
             **kw,
         )
 
-    def progress(self) -> tuple[int, int] | None:
+    def progress(self) -> tuple[int, int]:
         """Prompt and completion tokens a stream has delivered so far (its charge if cut).
 
         Counted incrementally (only new text each time); the completion part never exceeds
