@@ -84,7 +84,11 @@ class Ledger:
         c = self._conn()
         c.executescript(_SCHEMA)
         if "owner" not in {r[1] for r in c.execute("PRAGMA table_info(usage)")}:
-            c.execute("ALTER TABLE usage ADD COLUMN owner TEXT")  # ledgers from before leases
+            try:  # a ledger from before leases (another process may be adding it right now)
+                c.execute("ALTER TABLE usage ADD COLUMN owner TEXT")
+            except sqlite3.OperationalError as e:
+                if "duplicate column" not in str(e):
+                    raise
         c.execute(_STREAMING_INDEX)
 
     def _conn(self) -> sqlite3.Connection:

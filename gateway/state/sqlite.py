@@ -165,6 +165,12 @@ class SQLiteStore:
     def _reclaim_sync(self) -> list[str]:
         now = time.time()
         c = self._conn()
+        expired = (
+            "SELECT 1 FROM holds h WHERE state='active' AND NOT EXISTS (SELECT 1 FROM owners o "
+            "WHERE o.owner=h.owner AND o.expires > ?) LIMIT 1"
+        )
+        if c.execute(expired, (now,)).fetchone() is None:
+            return []  # the usual case: no write transaction every round
         with self._conns.write_lock:
             c.execute("BEGIN IMMEDIATE")
             try:

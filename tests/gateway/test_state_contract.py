@@ -4,23 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import uuid
-from collections.abc import Iterator
 
-import pytest
-
-from gateway.state import Counter, Hold, SQLiteStore, StateStore
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[StateStore]:
-    if request.param == "sqlite":
-        yield SQLiteStore(tmp_path / "state.db")
-    else:
-        from gateway.state.redis import RedisStore
-
-        url = request.getfixturevalue("redis_url")
-        yield RedisStore(url, namespace=f"t{uuid.uuid4().hex[:8]}:")
+from gateway.state import Counter, Hold, StateStore
 
 
 def run(coro):
