@@ -31,6 +31,7 @@ from gateway.config import GatewayConfig, default_config
 from gateway.deps import Gateway
 from gateway.errors import APIError, InvalidRequest, PayloadTooLarge, StateUnavailable
 from gateway.keys import KeyManager
+from gateway.leases import LeaseKeeper
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.quotas import Limiter
@@ -62,18 +63,21 @@ def build_gateway(
     ledger = Ledger(config.ledger_path(), sync=config.state.ledger_sync)
     backends = build_backends(config, http)
     rollouts = RolloutManager(store, config, ledger)
+    limiter = Limiter(store, config.teams, lease_s=config.lease_s)
+    leases = LeaseKeeper(store, ledger, limiter.owner, config.lease_s, config.progress_interval_s)
     return Gateway(
         config=config,
         store=store,
         ledger=ledger,
         keys=KeyManager(store, policies=config.safety.policies),
-        limiter=Limiter(store, config.teams),
+        limiter=limiter,
         safety=SafetyEngine(config.safety, detectors) if config.safety.enabled else None,
         rollouts=rollouts,
         router=Router(config, backends, rollouts),
         backends=backends,
         metrics=Metrics(),
         http=http,
+        leases=leases,
     )
 
 
@@ -216,6 +220,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ticker = asyncio.create_task(_tick_rollouts(gw))
+        keeper = asyncio.create_task(gw.leases.run()) if gw.leases is not None else None
         for b in gw.backends.values():
             warm = getattr(b, "warm_up", None)
             if warm is not None:
@@ -225,9 +230,11 @@ def create_app(
         try:
             yield
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            for t in (ticker, keeper):
+                if t is not None:
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
             for task in list(gw.background):
                 task.cancel()
             for b in gw.backends.values():

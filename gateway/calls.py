@@ -1,16 +1,19 @@
 """One request's lifecycle: admission, dispatch with fallback, settlement and its ledger row.
 
 Every path out of a request — success, upstream error, content filter, client disconnect —
-goes through :meth:`Call.finish` exactly once, which settles the reservation and writes the row.
-Cleanup runs shielded from cancellation so a disconnect cannot skip it.
+goes through :meth:`Call.finish` exactly once, which settles the reservation (to the true usage)
+and writes the row.  Cleanup runs shielded from cancellation so a disconnect cannot skip it.  The
+reservation is a hold of this process; a streamed call reports its progress to the lease keeper,
+so a ``kill -9`` leaves its delivered tokens charged and recorded, and the rest released.
 
-    >>> call = Call(gw, request, key, alias="chat")                    # doctest: +SKIP
+    >>> call = Call(gw, request, key, alias="chat", stream=False)       # doctest: +SKIP
     >>> await call.admit(tokens=prompt + max_tokens)                    # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -27,7 +30,7 @@ from gateway.errors import APIError, ClientDisconnected, ModelNotFound, Upstream
 from gateway.keys import KeyRecord
 from gateway.ledger import UsageRow
 from gateway.quotas import Reservation
-from gateway.state import SQLiteStore
+from genaiops.tokens import count_tokens
 
 __all__ = ["Call", "ClientDisconnected", "resolve_alias"]
 
@@ -59,7 +62,9 @@ class Call:
         self.reservation: Reservation | None = None
         self.done = False
         self.prompt_estimate = 0
+        self.max_completion = 0  # the completion part of the reservation
         self.streamed = ""  # text streamed so far (partial usage if the client leaves)
+        self._counted = (0, 0)  # (characters of ``streamed`` counted, their tokens)
         request.state.request_id = self.request_id
 
     def headers(self) -> dict[str, str]:
@@ -77,12 +82,26 @@ class Call:
             alias=self.alias,
             stream=self.stream,
             latency_ms=round((time.perf_counter() - self.t0) * 1000, 3),
+            owner=self.gw.limiter.owner,
             **kw,
         )
 
+    def progress(self) -> tuple[int, int]:
+        """Prompt and completion tokens a stream has delivered so far (its charge if cut).
+
+        Counted incrementally (only new text each time); the completion part never exceeds
+        what was reserved for it, as the upstream cannot send more than ``max_tokens``.
+        """
+        chars, tokens = self._counted
+        if len(self.streamed) > chars:
+            tokens += count_tokens(self.streamed[chars:])
+            self._counted = (len(self.streamed), tokens)
+        return self.prompt_estimate, min(tokens, self.max_completion or tokens)
+
     async def admit(self, tokens: int) -> None:
+        self.max_completion = max(0, tokens - self.prompt_estimate)
         try:
-            self.reservation = await self.gw.limiter.admit(self.key, tokens)
+            self.reservation = await self.gw.limiter.admit(self.key, tokens, self.request_id)
         except APIError as e:
             self.request.state.extra_headers = {**e.headers, "x-request-id": self.request_id}
             self.gw.metrics.limited.labels("key", e.error_code or "").inc()
@@ -105,10 +124,14 @@ class Call:
         if self.done:
             return
         self.done = True
+        if self.gw.leases is not None:
+            self.gw.leases.untrack(self.request_id)
         with anyio.CancelScope(shield=True):
+            res = self.reservation
+            hold = res.hold if res is not None and not res.settled else None
             deltas = (
-                self.gw.limiter.settle_deltas(self.reservation, prompt_tokens + completion_tokens)
-                if self.reservation is not None
+                self.gw.limiter.settle_deltas(res, prompt_tokens + completion_tokens)
+                if res is not None
                 else []
             )
             row = self._row(
@@ -120,15 +143,21 @@ class Call:
                 error_code=error.error_code if error else None,
                 safety=safety or {},
             )
+            if res is not None and res.overshoot:
+                self.gw.metrics.quota_overshoot.labels(self.alias, deployment or "").inc(
+                    res.overshoot
+                )
+                log.warning(
+                    "request %s: usage %d is %d tokens over its reservation (counted)",
+                    self.request_id,
+                    prompt_tokens + completion_tokens,
+                    res.overshoot,
+                )
             if deployment and outcome in ("ok", "error", "filtered"):
                 await self.gw.rollouts.observe(self.alias, deployment, status, row.latency_ms or 0)
-            store = self.gw.store
-            if isinstance(store, SQLiteStore):  # one worker-thread hop for both writes
-                await asyncio.to_thread(self._settle_and_record, store, deltas, row)
-            else:
-                if deltas:
-                    await store.settle(deltas)
-                await self.gw.ledger.write(row)
+            # the store runs the ledger write right after settling (one worker hop on SQLite)
+            write = functools.partial(self.gw.ledger.write_sync, row)
+            await self.gw.store.settle(deltas, hold=hold, then=write)
         log.info(
             "request %s key=%s alias=%s deployment=%s status=%s outcome=%s tokens=%d+%d "
             "latency_ms=%.1f",
@@ -150,18 +179,15 @@ class Call:
             m.tokens.labels(self.alias, deployment, team, "prompt").inc(prompt_tokens)
             m.tokens.labels(self.alias, deployment, team, "completion").inc(completion_tokens)
 
-    def _settle_and_record(
-        self, store: SQLiteStore, deltas: list[tuple[str, int, float]], row: UsageRow
-    ) -> None:
-        if deltas:
-            store.settle_sync(deltas)
-        self.gw.ledger.write_sync(row)
-
     async def mark_streaming(self, deployment: str) -> None:
-        """Record the request before the first byte of a streamed answer leaves."""
+        """Record the request before the first byte of a streamed answer leaves; from now on
+        the lease keeper saves its progress (ledger row and hold)."""
         await self.gw.ledger.write(
             self._row(deployment=deployment, status=200, outcome="streaming")
         )
+        if self.gw.leases is not None and not self.done:
+            hold = self.reservation.hold if self.reservation is not None else None
+            self.gw.leases.track(self.request_id, hold, self.progress)
 
     async def attempt_failed(self, deployment: str, err: BackendFailure) -> None:
         self.gw.metrics.upstream_failures.labels(deployment).inc()

@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 Kind = Literal["chat", "embeddings"]
+LOCAL_CONTEXT_WINDOW = 8192  # SmolLM2-135M-Instruct: llama.context_length in its GGUF
 Category = Literal["hate", "sexual", "violence", "self_harm"]
 
 
@@ -81,6 +82,19 @@ class DeploymentConfig(_Strict):
     breaker_cooldown_s: float = Field(
         default=30.0, ge=0, description="while open, the deployment is tried last"
     )
+    context_window: int | None = Field(
+        default=None,
+        ge=1,
+        description="prompt tokens the model accepts (local SmolLM2: 8192, from its GGUF); "
+        "a prompt whose bound is larger gets 400 context_length_exceeded",
+    )
+    prompt_count: Literal["tiktoken", "bytes"] | None = Field(
+        default=None,
+        description="how admission bounds prompt tokens: tiktoken (cl100k) or bytes (UTF-8 "
+        "length, a bound for any byte-level tokenizer); default bytes for local, else tiktoken",
+    )
+    image_base_tokens: int = Field(default=85, ge=0, description="per image (OpenAI gpt-4o)")
+    image_tile_tokens: int = Field(default=170, ge=0, description="per 512-px tile")
 
     @model_validator(mode="after")
     def _check(self) -> DeploymentConfig:
@@ -88,7 +102,13 @@ class DeploymentConfig(_Strict):
             raise ValueError("openai_compatible needs base_url (ending in /v1)")
         if self.backend == "azure_openai" and not (self.base_url and self.azure_deployment):
             raise ValueError("azure_openai needs base_url (resource endpoint) and azure_deployment")
+        if self.backend == "local" and self.kind == "chat" and self.context_window is None:
+            self.context_window = LOCAL_CONTEXT_WINDOW
         return self
+
+    def token_rule(self) -> str:
+        """The prompt-counting rule admission uses for this deployment."""
+        return self.prompt_count or ("bytes" if self.backend == "local" else "tiktoken")
 
 
 class WeightedDeployment(_Strict):
@@ -192,6 +212,16 @@ class GatewayConfig(_Strict):
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     default_max_tokens: int = Field(default=512, ge=1)
     max_max_tokens: int = Field(default=16384, ge=1)
+    max_messages: int = Field(default=1024, ge=1, description="messages per chat request")
+    lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="a reservation whose gateway process stopped renewing it for this long "
+        "(kill -9, crash) is released by any other process, or by the next start",
+    )
+    progress_interval_s: float = Field(
+        default=1.0, gt=0, description="how often leases are renewed and stream progress saved"
+    )
     local_batch_size: int = Field(default=8, ge=1, le=64)
     local_batch_wait_ms: float = Field(default=5.0, ge=0)
     local_queue_max: int = Field(

@@ -17,6 +17,7 @@ from gateway.backends import Backend
 from gateway.config import GatewayConfig
 from gateway.errors import AuthenticationFailed, PermissionDenied
 from gateway.keys import KeyManager, KeyRecord
+from gateway.leases import LeaseKeeper
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.quotas import Limiter
@@ -44,6 +45,7 @@ class Gateway:
     metrics: Metrics
     http: httpx.AsyncClient
     background: set[Any] = field(default_factory=set)
+    leases: LeaseKeeper | None = None  # None: reservations are not followed (tests)
 
     def admin_key(self) -> str | None:
         return os.environ.get(self.config.admin_key_env) or None

@@ -1,10 +1,13 @@
 """The usage ledger: one durable SQLite row per request, written before the response completes.
 
 Non-streaming responses are recorded before the body is sent.  A streamed response gets its row
-(``outcome='streaming'``) before the first byte and is updated when it ends, so a ``kill -9`` never
-loses the record of a response a client received.  WAL with ``synchronous=NORMAL`` survives a
-process crash (the default); ``full`` also survives power loss.  Several processes may share
-the file.  Keys appear only as id and prefix.
+(``outcome='streaming'``) before the first byte, its token counts are brought up to date while it
+runs (every ``progress_interval_s``, by :mod:`gateway.leases`) and it is finalised when it ends, so
+a ``kill -9`` never loses the record of a response a client received.  Rows name the process that
+wrote them (``owner``); a ``streaming`` row whose owner's lease has run out becomes
+``interrupted``, with the tokens delivered up to its last update.  WAL with
+``synchronous=NORMAL`` survives a process crash (the default); ``full`` also survives power loss.
+Several processes may share the file.  Keys appear only as id and prefix.
 
     >>> ledger = Ledger("/tmp/ledger.db")                               # doctest: +SKIP
     >>> ledger.summary(by="model")                                      # doctest: +SKIP
@@ -30,12 +33,15 @@ CREATE TABLE IF NOT EXISTS usage (
   alias TEXT, deployment TEXT, prompt_tokens INTEGER NOT NULL DEFAULT 0,
   completion_tokens INTEGER NOT NULL DEFAULT 0, total_tokens INTEGER NOT NULL DEFAULT 0,
   latency_ms REAL, status INTEGER, outcome TEXT, stream INTEGER NOT NULL DEFAULT 0,
-  error_code TEXT, safety TEXT);
+  error_code TEXT, safety TEXT, owner TEXT);
 CREATE INDEX IF NOT EXISTS usage_ts ON usage(ts);
 CREATE INDEX IF NOT EXISTS usage_dep ON usage(deployment, ts);
 CREATE TABLE IF NOT EXISTS scores (
   request_id TEXT PRIMARY KEY, name TEXT, score REAL NOT NULL, ts REAL NOT NULL);
 """
+_STREAMING_INDEX = (
+    "CREATE INDEX IF NOT EXISTS usage_streaming ON usage(owner) WHERE outcome='streaming'"
+)
 
 _GROUPS = {
     "key": "key_id",
@@ -58,13 +64,15 @@ class UsageRow:
     completion_tokens: int = 0
     latency_ms: float | None = None
     status: int | None = None
-    # ok | error | filtered | disconnected | streaming | shadow | attempt_error (a deployment
-    # that failed before a fallback answered: counted for rollout judgement, not for usage)
+    # ok | error | filtered | disconnected | streaming | interrupted (its gateway process died
+    # mid-stream) | shadow | attempt_error (a deployment that failed before a fallback
+    # answered: counted for rollout judgement, not for usage)
     outcome: str = "ok"
     stream: bool = False
     error_code: str | None = None
     safety: dict[str, Any] = field(default_factory=dict)
     ts: float = field(default_factory=time.time)
+    owner: str | None = None  # the gateway process that wrote the row
 
 
 class Ledger:
@@ -73,7 +81,15 @@ class Ledger:
     def __init__(self, path: str | Path, sync: str = "normal"):
         self.path = Path(path)
         self._conns = ThreadConnections(self.path, "FULL" if sync == "full" else "NORMAL")
-        self._conn().executescript(_SCHEMA)
+        c = self._conn()
+        c.executescript(_SCHEMA)
+        if "owner" not in {r[1] for r in c.execute("PRAGMA table_info(usage)")}:
+            try:  # a ledger from before leases (another process may be adding it right now)
+                c.execute("ALTER TABLE usage ADD COLUMN owner TEXT")
+            except sqlite3.OperationalError as e:
+                if "duplicate column" not in str(e):
+                    raise
+        c.execute(_STREAMING_INDEX)
 
     def _conn(self) -> sqlite3.Connection:
         return self._conns.get()
@@ -93,6 +109,40 @@ class Ledger:
 
     async def write(self, row: UsageRow) -> None:
         await asyncio.to_thread(self.write_sync, row)
+
+    def progress_sync(self, updates: list[tuple[str, int, int]]) -> None:
+        """Tokens so far ``(request_id, prompt, completion)`` of rows still ``streaming``."""
+        with self._conns.write_lock:
+            self._conn().executemany(
+                "UPDATE usage SET prompt_tokens=?, completion_tokens=?, total_tokens=? "
+                "WHERE request_id=? AND outcome='streaming'",
+                [(p, c, p + c, rid) for rid, p, c in updates],
+            )
+
+    def streaming_owners_sync(self, exclude: str) -> list[str]:
+        """Owners other than ``exclude`` with rows still ``streaming``."""
+        cur = self._conn().execute(
+            "SELECT DISTINCT owner FROM usage WHERE outcome='streaming' AND owner IS NOT NULL "
+            "AND owner != ?",
+            (exclude,),
+        )
+        return [r[0] for r in cur.fetchall()]
+
+    def interrupt_sync(self, owners: list[str], request_ids: list[str]) -> int:
+        """Mark rows still ``streaming`` of dead ``owners`` (or with these ids) ``interrupted``."""
+        with self._conns.write_lock:
+            c = self._conn()
+            n = c.executemany(
+                "UPDATE usage SET outcome='interrupted', error_code='gateway_stopped' "
+                "WHERE owner=? AND outcome='streaming'",
+                [(o,) for o in owners],
+            ).rowcount
+            n += c.executemany(
+                "UPDATE usage SET outcome='interrupted', error_code='gateway_stopped' "
+                "WHERE request_id=? AND outcome='streaming'",
+                [(r,) for r in request_ids],
+            ).rowcount
+        return max(0, n)
 
     def rows(self, limit: int = 1000) -> list[dict[str, Any]]:
         cur = self._conn().execute("SELECT * FROM usage ORDER BY ts DESC LIMIT ?", (limit,))

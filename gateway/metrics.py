@@ -47,6 +47,12 @@ class Metrics:
             ["direction", "action"],
             registry=r,
         )
+        self.quota_overshoot = Counter(
+            "genaiops_gateway_quota_overshoot_tokens",
+            "Tokens charged beyond their reservation (an upstream reported more than the bound)",
+            ["model", "deployment"],
+            registry=r,
+        )
         self.upstream_failures = Counter(
             "genaiops_gateway_upstream_failures",
             "Deployment attempts that failed",

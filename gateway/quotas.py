@@ -1,12 +1,17 @@
 """Admission control: per key and per team RPM, TPM and a token quota per day or month.
 
-Admission **reserves** one request plus ``prompt tokens + max_tokens`` in every applicable bucket
-at once (all or nothing, atomically in the state store), so concurrent requests can never
-overshoot.  :meth:`Limiter.settle` then returns the unused part of the reservation.  Windows are
-fixed one-minute buckets (UTC); quota periods are UTC calendar days or months.
+Admission **reserves** one request plus ``prompt bound + max_tokens`` (see
+:mod:`gateway.counting`: an upper bound of what the request can be billed) in every applicable
+bucket at once (all or nothing, atomically in the state store), so concurrent requests can never
+overshoot.  Settlement then charges the **true** usage: it gives back the unused part, and when an
+upstream reports more than was reserved it counts the excess too (never hidden) and reports it
+(``genaiops_gateway_quota_overshoot_tokens``).  Every reservation is a :class:`~gateway.state.Hold`
+of this process (``owner``), released by any process if this one dies (see
+:mod:`gateway.leases`).  Windows are fixed one-minute buckets (UTC); quota periods are UTC
+calendar days or months.
 
     >>> lim = Limiter(store, teams={"search": LimitsConfig(tpm=50_000)})   # doctest: +SKIP
-    >>> res = await lim.admit(key_record, tokens=812)                     # doctest: +SKIP
+    >>> res = await lim.admit(key_record, tokens=812, hold="req_1")       # doctest: +SKIP
     >>> await lim.settle(res, used_tokens=300)                            # doctest: +SKIP
 """
 
@@ -14,15 +19,23 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import os
+import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from gateway.config import LimitsConfig
 from gateway.errors import QuotaExceeded, RateLimited
 from gateway.keys import KeyRecord
-from gateway.state import Counter, StateStore
+from gateway.state import Counter, Hold, StateStore
 
-__all__ = ["Limiter", "Reservation", "format_duration"]
+__all__ = ["Limiter", "Reservation", "format_duration", "new_owner"]
+
+
+def new_owner() -> str:
+    """A process-unique owner id for holds: host, pid and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -41,6 +54,8 @@ class Reservation:
     slots: list[_Slot] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     settled: bool = False
+    hold: str | None = None  # the store's record of it (token buckets only)
+    overshoot: int = 0  # tokens charged beyond the reservation (upstream reported more)
 
 
 def format_duration(seconds: float) -> str:
@@ -70,9 +85,18 @@ def _period(period: str, now: float) -> tuple[str, float]:
 class Limiter:
     """Builds counter buckets for a key (and its team) and admits/settles against a store."""
 
-    def __init__(self, store: StateStore, teams: dict[str, LimitsConfig] | None = None):
+    def __init__(
+        self,
+        store: StateStore,
+        teams: dict[str, LimitsConfig] | None = None,
+        *,
+        owner: str | None = None,
+        lease_s: float = 30.0,
+    ):
         self.store = store
         self.teams = teams or {}
+        self.owner = owner or new_owner()
+        self.lease_s = lease_s
 
     def _slots(self, key: KeyRecord, tokens: int, now: float) -> list[_Slot]:
         minute = int(now // 60)
@@ -101,14 +125,22 @@ class Limiter:
                 slots.append(_Slot(scope, "quota", c, left))
         return slots
 
-    async def admit(self, key: KeyRecord, tokens: int) -> Reservation:
-        """Reserve or raise :class:`RateLimited` / :class:`QuotaExceeded` (429)."""
+    async def admit(self, key: KeyRecord, tokens: int, hold: str | None = None) -> Reservation:
+        """Reserve or raise :class:`RateLimited` / :class:`QuotaExceeded` (429).
+
+        ``hold``: an id for the store's record of this reservation, so that it is released if
+        this process dies before settling it.
+        """
         now = time.time()
         slots = self._slots(key, tokens, now)
         res = Reservation(tokens=tokens, slots=slots)
         if not slots:
             return res
-        result = await self.store.admit([s.counter for s in slots])
+        buckets = [s.counter.bucket for s in slots if s.kind in ("tokens", "quota")]
+        record = None
+        if hold is not None and buckets and tokens > 0:
+            record = Hold(hold, self.owner, self.lease_s, buckets, tokens)
+        result = await self.store.admit([s.counter for s in slots], record)
         if not result.ok:
             assert result.failed is not None
             bad = slots[result.failed]
@@ -131,29 +163,34 @@ class Limiter:
                 headers=headers,
             )
         res.headers = _headers(slots, result.used, ok=True)
+        res.hold = record.id if record is not None else None
         return res
 
     def settle_deltas(self, res: Reservation, used_tokens: int) -> list[tuple[str, int, float]]:
-        """The bucket changes that give back ``reserved - used`` tokens (at most once).
+        """The bucket changes that turn the reservation into ``used_tokens`` (at most once).
 
-        Never charges more than was reserved: admission is the only place a limit is checked.
+        The true usage is charged even above the reservation (``res.overshoot`` says by how
+        much): a limit is checked only at admission, but the counters never under-report.
         """
         if res.settled:
             return []
         res.settled = True
-        give_back = res.tokens - min(max(0, used_tokens), res.tokens)
-        if give_back <= 0:
+        delta = max(0, used_tokens) - res.tokens
+        res.overshoot = max(0, delta)
+        if delta == 0:
             return []
         return [
-            (s.counter.bucket, -give_back, s.counter.ttl_s)
+            (s.counter.bucket, delta, s.counter.ttl_s)
             for s in res.slots
             if s.kind in ("tokens", "quota")
         ]
 
     async def settle(self, res: Reservation, used_tokens: int) -> None:
+        """Settle ``res`` to ``used_tokens`` and release its hold."""
+        hold = None if res.settled else res.hold
         deltas = self.settle_deltas(res, used_tokens)
-        if deltas:
-            await self.store.settle(deltas)
+        if deltas or hold is not None:
+            await self.store.settle(deltas, hold=hold)
 
 
 def _headers(slots: list[_Slot], used: list[int], ok: bool) -> dict[str, str]:

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from gateway.backends import Backend, BackendFailure, message_text
 from gateway.calls import Call, resolve_alias
 from gateway.config import AliasConfig
+from gateway.counting import admission_tokens
 from gateway.deps import GW, ApiKey, Gateway
 from gateway.errors import (
     APIError,
@@ -32,14 +33,9 @@ from gateway.safety import StreamFilter, merge_results
 from gateway.schemas import ChatCompletionRequest, require_valid_text
 from genaiops.tokens import count_tokens
 
-__all__ = ["estimate_prompt_tokens", "router"]
+__all__ = ["router"]
 
 router = APIRouter(tags=["chat"])
-
-
-def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    """Project-counter prompt size (same formula as the local generator's usage)."""
-    return sum(count_tokens(message_text(m.get("content"))) + 4 for m in messages) + 2
 
 
 def _sse(obj: Any) -> bytes:
@@ -68,6 +64,9 @@ async def chat_completions(
     policy = key.safety_policy or alias.safety_policy
     safety_on = gw.safety is not None and gw.config.safety.enabled
     prompt_notes: list[dict[str, Any]] | None = None
+    # an upper bound of the billed prompt; 400 before any work when it cannot fit or be bounded
+    sent = payload["messages"]
+    call.prompt_estimate = await admission_tokens(gw.config, alias, payload, body.documents)
     if safety_on:
         assert gw.safety is not None
         try:
@@ -84,7 +83,8 @@ async def chat_completions(
             gw.metrics.safety.labels("input", "unavailable").inc()
             await call.finish(None, 0, 0, status=e.status, outcome="error", error=e)
             raise
-    call.prompt_estimate = estimate_prompt_tokens(payload["messages"])
+    if payload["messages"] != sent:  # redacted by the input filter: count what is sent
+        call.prompt_estimate = await admission_tokens(gw.config, alias, payload, body.documents)
     await call.admit(call.prompt_estimate + max_tokens)
     try:
         order, skipped = await gw.router.plan(alias, sticky=body.user or key.id)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.state.base import AdmitResult, Counter, StateStore
+from gateway.state.base import AdmitResult, Counter, Hold, StateStore
 from gateway.state.sqlite import SQLiteStore
 
-__all__ = ["AdmitResult", "Counter", "SQLiteStore", "StateStore", "open_store"]
+__all__ = ["AdmitResult", "Counter", "Hold", "SQLiteStore", "StateStore", "open_store"]
 
 
 def open_store(backend: str, path: Path, redis_url: str | None = None) -> StateStore:

@@ -13,10 +13,11 @@ import asyncio
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.state.base import AdmitResult, Counter
+from gateway.state.base import AdmitResult, Counter, Hold
 from gateway.state.connections import ThreadConnections
 
 __all__ = ["SQLiteStore"]
@@ -25,7 +26,13 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (bucket TEXT PRIMARY KEY, used INTEGER NOT NULL,
                                      expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS holds (id TEXT PRIMARY KEY, owner TEXT NOT NULL,
+  amount INTEGER NOT NULL, charge INTEGER NOT NULL DEFAULT 0, buckets TEXT NOT NULL,
+  ttl REAL NOT NULL, state TEXT NOT NULL DEFAULT 'active', expires REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS holds_owner ON holds(owner, state);
+CREATE TABLE IF NOT EXISTS owners (owner TEXT PRIMARY KEY, expires REAL NOT NULL);
 """
+_TOMBSTONE_S = 86400.0  # a reclaimed hold is remembered this long for its late settlement
 
 
 class SQLiteStore:
@@ -41,7 +48,7 @@ class SQLiteStore:
         return self._conns.get()
 
     # -- counters ---------------------------------------------------------------------------
-    def _admit_sync_locked(self, counters: list[Counter]) -> AdmitResult:
+    def _admit_sync_locked(self, counters: list[Counter], hold: Hold | None) -> AdmitResult:
         now = time.time()
         c = self._conn()
         c.execute("BEGIN IMMEDIATE")
@@ -65,9 +72,20 @@ class SQLiteStore:
                     (ctr.bucket, cur + ctr.amount, now + ctr.ttl_s, cur + ctr.amount, now),
                 )
                 after.append(cur + ctr.amount)
+            if hold is not None:
+                ttl = max((ctr.ttl_s for ctr in counters), default=60.0)
+                c.execute(
+                    "INSERT OR REPLACE INTO holds(id, owner, amount, charge, buckets, ttl, state, "
+                    "expires) VALUES(?,?,?,0,?,?,'active',?)",
+                    (hold.id, hold.owner, hold.amount, json.dumps(hold.buckets), ttl,
+                     now + _TOMBSTONE_S),
+                )  # fmt: skip
+                self._renew(c, hold.owner, now + hold.lease_s)
             if now - self._last_gc > 60:
                 self._last_gc = now
                 c.execute("DELETE FROM counters WHERE expires < ?", (now - 60,))
+                c.execute("DELETE FROM holds WHERE state='reclaimed' AND expires < ?", (now,))
+                c.execute("DELETE FROM owners WHERE expires < ?", (now - _TOMBSTONE_S,))
             c.execute("COMMIT")
             return AdmitResult(ok=True, used=after)
         except BaseException:
@@ -75,30 +93,115 @@ class SQLiteStore:
                 c.execute("ROLLBACK")
             raise
 
-    def admit_sync(self, counters: list[Counter]) -> AdmitResult:
-        with self._conns.write_lock:
-            return self._admit_sync_locked(counters)
+    @staticmethod
+    def _renew(c: sqlite3.Connection, owner: str, until: float) -> None:
+        c.execute(
+            "INSERT INTO owners(owner, expires) VALUES(?,?) ON CONFLICT(owner) DO UPDATE SET "
+            "expires=MAX(expires, excluded.expires)",
+            (owner, until),
+        )
 
-    def _settle_sync_locked(self, deltas: list[tuple[str, int, float]]) -> None:
+    @staticmethod
+    def _add(c: sqlite3.Connection, bucket: str, delta: int, ttl: float, now: float) -> None:
+        c.execute(
+            "INSERT INTO counters(bucket, used, expires) VALUES(?, MAX(0, ?), ?) "
+            "ON CONFLICT(bucket) DO UPDATE SET used=MAX(0, used + ?)",
+            (bucket, delta, now + ttl, delta),
+        )
+
+    def admit_sync(self, counters: list[Counter], hold: Hold | None = None) -> AdmitResult:
+        with self._conns.write_lock:
+            return self._admit_sync_locked(counters, hold)
+
+    def _settle_sync_locked(self, deltas: list[tuple[str, int, float]], hold: str | None) -> None:
         now = time.time()
         c = self._conn()
         c.execute("BEGIN IMMEDIATE")
         try:
+            if hold is not None:
+                row = c.execute(
+                    "SELECT state, amount, charge, buckets, ttl FROM holds WHERE id=?", (hold,)
+                ).fetchone()
+                if row is not None and row[0] == "reclaimed":
+                    for b in json.loads(row[3]):  # the reclaim gave back amount - charge
+                        self._add(c, b, row[1] - row[2], row[4], now)
+                c.execute("DELETE FROM holds WHERE id=?", (hold,))
             for bucket, delta, ttl in deltas:
-                c.execute(
-                    "INSERT INTO counters(bucket, used, expires) VALUES(?, MAX(0, ?), ?) "
-                    "ON CONFLICT(bucket) DO UPDATE SET used=MAX(0, used + ?)",
-                    (bucket, delta, now + ttl, delta),
-                )
+                self._add(c, bucket, delta, ttl, now)
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise
 
-    def settle_sync(self, deltas: list[tuple[str, int, float]]) -> None:
+    def settle_sync(
+        self,
+        deltas: list[tuple[str, int, float]],
+        hold: str | None = None,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        if deltas or hold is not None:
+            with self._conns.write_lock:
+                self._settle_sync_locked(deltas, hold)
+        if then is not None:
+            then()
+
+    def _progress_sync(self, owner: str, lease_s: float, charges: dict[str, int]) -> None:
+        c = self._conn()
         with self._conns.write_lock:
-            return self._settle_sync_locked(deltas)
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                self._renew(c, owner, time.time() + lease_s)
+                c.executemany(
+                    "UPDATE holds SET charge=? WHERE id=? AND state='active'",
+                    [(v, k) for k, v in charges.items()],
+                )
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+
+    def _reclaim_sync(self) -> list[str]:
+        now = time.time()
+        c = self._conn()
+        expired = (
+            "SELECT 1 FROM holds h WHERE state='active' AND NOT EXISTS (SELECT 1 FROM owners o "
+            "WHERE o.owner=h.owner AND o.expires > ?) LIMIT 1"
+        )
+        if c.execute(expired, (now,)).fetchone() is None:
+            return []  # the usual case: no write transaction every round
+        with self._conns.write_lock:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                rows = c.execute(
+                    "SELECT id, amount, charge, buckets, ttl FROM holds h WHERE state='active' "
+                    "AND NOT EXISTS (SELECT 1 FROM owners o WHERE o.owner=h.owner "
+                    "AND o.expires > ?)",
+                    (now,),
+                ).fetchall()
+                for _, amount, charge, buckets, ttl in rows:
+                    for b in json.loads(buckets):
+                        self._add(c, b, charge - amount, ttl, now)
+                c.executemany(
+                    "UPDATE holds SET state='reclaimed', expires=? WHERE id=?",
+                    [(now + _TOMBSTONE_S, r[0]) for r in rows],
+                )
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+        return [r[0] for r in rows]
+
+    def _owners_alive_sync(self, owners: list[str]) -> set[str]:
+        now = time.time()
+        c = self._conn()
+        return {
+            o
+            for o in owners
+            if c.execute("SELECT 1 FROM owners WHERE owner=? AND expires > ?", (o, now)).fetchone()
+        }
 
     def peek_sync(self, buckets: list[str]) -> list[int]:
         now = time.time()
@@ -112,11 +215,26 @@ class SQLiteStore:
             out.append(row[0] if row else 0)
         return out
 
-    async def admit(self, counters: list[Counter]) -> AdmitResult:
-        return await asyncio.to_thread(self.admit_sync, counters)
+    async def admit(self, counters: list[Counter], hold: Hold | None = None) -> AdmitResult:
+        return await asyncio.to_thread(self.admit_sync, counters, hold)
 
-    async def settle(self, deltas: list[tuple[str, int, float]]) -> None:
-        await asyncio.to_thread(self.settle_sync, deltas)
+    async def settle(
+        self,
+        deltas: list[tuple[str, int, float]],
+        *,
+        hold: str | None = None,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        await asyncio.to_thread(self.settle_sync, deltas, hold, then)
+
+    async def progress(self, owner: str, lease_s: float, charges: dict[str, int]) -> None:
+        await asyncio.to_thread(self._progress_sync, owner, lease_s, charges)
+
+    async def reclaim(self) -> list[str]:
+        return await asyncio.to_thread(self._reclaim_sync)
+
+    async def owners_alive(self, owners: list[str]) -> set[str]:
+        return await asyncio.to_thread(self._owners_alive_sync, owners)
 
     async def peek(self, buckets: list[str]) -> list[int]:
         return await asyncio.to_thread(self.peek_sync, buckets)

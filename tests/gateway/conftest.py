@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from gateway.state import SQLiteStore, StateStore
 from tests.gateway.support import ADMIN_KEY, FakeUpstream, Running, serve, upstream_config
 
 
@@ -31,3 +32,17 @@ def redis_url() -> Iterator[str]:
 
     with redis_server() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[StateStore]:
+    """Each state store in turn: the contract suites run on both."""
+    if request.param == "sqlite":
+        yield SQLiteStore(tmp_path / "state.db")
+    else:
+        import uuid
+
+        from gateway.state.redis import RedisStore
+
+        url = request.getfixturevalue("redis_url")
+        yield RedisStore(url, namespace=f"t{uuid.uuid4().hex[:8]}:")

@@ -18,6 +18,7 @@ import uvicorn
 
 from gateway import create_app
 from gateway.config import GatewayConfig
+from gateway.testing import exact_reply, openai_prompt_tokens
 
 ADMIN_KEY = "admin-test-key-0123456789"
 UPSTREAM = "http://upstream.test/v1"
@@ -35,6 +36,8 @@ class FakeUpstream:
 
     ``fail`` is a queue of status codes to answer before succeeding; ``fail_always`` a status
     for every request; ``delay_s`` a pause before answering; ``requests`` records what came in.
+    ``exact_usage``: report usage as OpenAI bills it (cookbook prompt count, reply cut at
+    ``max_tokens`` tokens) instead of 11 prompt tokens and one per word.
     """
 
     reply: str = "Hello from upstream."
@@ -43,6 +46,7 @@ class FakeUpstream:
     retry_after: str | None = None
     delay_s: float = 0.0
     chunk_delay_s: float = 0.0
+    exact_usage: bool = False
     requests: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
@@ -80,12 +84,18 @@ class FakeUpstream:
                     "usage": {"prompt_tokens": 3, "total_tokens": 3},
                 },
             )
-        words = self.reply.split(" ")[: int(body.get("max_tokens") or 10_000)]
-        text = " ".join(words)
+        if self.exact_usage:
+            pieces, ct = exact_reply(self.reply, body.get("max_tokens"))
+            pt = openai_prompt_tokens(body.get("messages") or [])
+        else:
+            words = self.reply.split(" ")[: int(body.get("max_tokens") or 10_000)]
+            pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+            pt, ct = 11, len(words)
+        text = "".join(pieces)
         if body.get("stream"):
             return httpx.Response(
                 200,
-                stream=_Stream(words, self.chunk_delay_s, body),
+                stream=_Stream(pieces, self.chunk_delay_s, body, pt),
                 headers={"content-type": "text/event-stream"},
             )
         return httpx.Response(
@@ -102,18 +112,14 @@ class FakeUpstream:
                         "finish_reason": "stop",
                     }
                 ],
-                "usage": {
-                    "prompt_tokens": 11,
-                    "completion_tokens": len(words),
-                    "total_tokens": 11 + len(words),
-                },
+                "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
             },
         )
 
 
 class _Stream(httpx.AsyncByteStream):
-    def __init__(self, words: list[str], delay: float, body: dict[str, Any]):
-        self.words, self.delay, self.body = words, delay, body
+    def __init__(self, pieces: list[str], delay: float, body: dict[str, Any], prompt: int = 11):
+        self.pieces, self.delay, self.body, self.prompt = pieces, delay, body, prompt
         self.closed = False
 
     async def __aiter__(self):  # type: ignore[override]
@@ -133,10 +139,9 @@ class _Stream(httpx.AsyncByteStream):
                 ],
             }
         )
-        for i, w in enumerate(self.words):
+        for piece in self.pieces:
             if self.delay:
                 await asyncio.sleep(self.delay)
-            piece = w if i == 0 else " " + w
             yield ev(
                 {
                     **base,
@@ -145,12 +150,12 @@ class _Stream(httpx.AsyncByteStream):
             )
         yield ev({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         if (self.body.get("stream_options") or {}).get("include_usage"):
-            n = len(self.words)
+            n, p = len(self.pieces), self.prompt
             yield ev(
                 {
                     **base,
                     "choices": [],
-                    "usage": {"prompt_tokens": 11, "completion_tokens": n, "total_tokens": 11 + n},
+                    "usage": {"prompt_tokens": p, "completion_tokens": n, "total_tokens": p + n},
                 }
             )
         yield b"data: [DONE]\n\n"

@@ -4,12 +4,14 @@ release on error and disconnect; never overshoot under concurrency."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
 import httpx
 import pytest
 
+from gateway.counting import prompt_bound
 from tests.gateway.support import FakeUpstream, Running, serve, upstream_config
 
 MSG = [{"role": "user", "content": "Say hello"}]
@@ -178,3 +180,172 @@ def test_state_store_outage_is_503_not_500():
         r = c.post("/v1/chat/completions", json=BODY, headers={"authorization": "Bearer sk-x"})
         assert r.status_code == 503 and r.json()["error"]["code"] == "state_unavailable"
         assert c.get("/healthz").status_code == 503
+
+
+# -- every billed field counts (issue 7, item 3) ---------------------------------------------------
+
+
+def _ledger_total(gw: Running, outcomes: tuple[str, ...] = ("ok",)) -> int:
+    return sum(r["total_tokens"] for r in gw.gw.ledger.rows(5000) if r["outcome"] in outcomes)
+
+
+def test_non_text_input_counts_against_quota(gateway: Running, upstream: FakeUpstream):
+    """A 500-token/day key: tools, tool_calls, images, names, documents are not free."""
+    key = gateway.create_key(quota=500, period="day")
+    big_tool = {
+        "type": "function",
+        "function": {"name": "f", "description": "lorem ipsum " * 75_000},  # ~900 KB
+    }
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "lookup", "arguments": json.dumps({"q": "x " * 600})},
+    }
+    bodies = {
+        "tools": {**BODY, "tools": [big_tool]},
+        "images": {**BODY, "messages": [{"role": "user", "content": [image]}]},
+        "tool_calls": {
+            **BODY,
+            "messages": [*MSG, {"role": "assistant", "content": None, "tool_calls": [call]}],
+        },
+        "name": {**BODY, "messages": [{**MSG[0], "name": "n" * 1200}]},
+        "documents": {**BODY, "documents": ["a long retrieved passage " * 120]},
+    }
+    with gateway.client(key) as c:
+        for what, body in bodies.items():
+            r = c.post("/v1/chat/completions", json=body)
+            assert r.status_code == 429, what
+            assert r.json()["error"]["code"] == "insufficient_quota", what
+        r = c.post(
+            "/v1/chat/completions",
+            json={
+                **BODY,
+                "messages": [
+                    {"role": "user", "content": [{"type": "file", "file": {"file_data": "JVBER"}}]}
+                ],
+            },
+        )  # noqa: E501
+        assert r.status_code == 400 and r.json()["error"]["param"] == "messages.0.content.0.type"
+        assert c.post("/v1/chat/completions", json=BODY).status_code == 200
+    assert len(upstream.requests) == 1
+    assert _ledger_total(gateway) <= 500
+
+
+# -- zero overshoot under concurrency (issue 7, item 4) --------------------------------------------
+
+
+def _wait_for_fresh_minute() -> None:
+    if time.time() % 60 > 40:
+        time.sleep(60 - time.time() % 60 + 0.2)
+
+
+@pytest.mark.parametrize("limit", ["key_quota", "team_quota", "tpm"])
+def test_thousand_concurrent_exact_usage_ledger_stays_within_the_limit(limit: str):
+    """The upstream reports exactly what OpenAI would bill and fills max_tokens: the ledger (not
+    only the counter) stays within the quota, and the counter equals the ledger."""
+    cap = 3000
+    teams = {"search": {"quota": cap, "period": "day"}} if limit == "team_quota" else {}
+    up = FakeUpstream(reply="word " * 50, exact_usage=True)
+    with serve(upstream_config(teams=teams), up.client()) as gw:
+        key = gw.create_key(
+            team="search",
+            **({"quota": cap, "period": "day"} if limit == "key_quota" else {}),
+            **({"tpm": cap} if limit == "tpm" else {}),
+        )
+        if limit == "tpm":
+            _wait_for_fresh_minute()
+
+        async def go():
+            async with httpx.AsyncClient(
+                base_url=gw.url,
+                limits=httpx.Limits(max_connections=1000),
+                timeout=120,
+                headers={"authorization": f"Bearer {key}"},
+            ) as c:
+                return await asyncio.gather(
+                    *(c.post("/v1/chat/completions", json=BODY) for _ in range(1000))
+                )
+
+        res = asyncio.run(go())
+        ok = [r for r in res if r.status_code == 200]
+        assert ok and {r.status_code for r in res} <= {200, 429}
+        assert all(r.json()["usage"]["completion_tokens"] == 20 for r in ok)  # max_tokens filled
+        ledger = _ledger_total(gw)
+        kind = {"key_quota": "quota", "team_quota": "quota", "tpm": "tpm"}[limit]
+        assert ledger == sum(r.json()["usage"]["total_tokens"] for r in ok)
+        assert ledger <= cap
+        assert _bucket(gw, kind) == ledger
+        assert gw.gw.metrics.quota_overshoot.labels("gpt-test", "up")._value.get() == 0
+
+
+def test_usage_above_the_reservation_is_counted_and_reported(upstream: FakeUpstream):
+    """An upstream that bills more than the bound (its own tokenizer): the counter gets the
+    true number, and the excess shows up in the overshoot metric."""
+    upstream.reply = "w " * 40  # 20 words = max_tokens; the fake bills 11 prompt tokens
+    with serve(upstream_config(), upstream.client()) as gw:
+        key = gw.create_key(quota=10_000, period="day")
+        body = {**BODY, "messages": [{"role": "user", "content": "hi"}]}  # bound: 9 tokens
+        with gw.client(key) as c:
+            r = c.post("/v1/chat/completions", json=body)
+            metrics = c.get("/metrics").text
+        assert r.json()["usage"]["total_tokens"] == 31  # reserved 9 + 20 = 29
+        assert _bucket(gw, "quota") == 31 == _ledger_total(gw)
+        series = 'genaiops_gateway_quota_overshoot_tokens_total{deployment="up",model="gpt-test"}'
+        assert f"{series} 2.0" in metrics
+
+
+# -- context window and message cap at admission (issue 7, item 6) ---------------------------------
+
+
+def test_prompt_over_the_context_window_is_400_before_any_work(upstream: FakeUpstream):
+    cfg = upstream_config(max_messages=4)
+    cfg.deployment("up").context_window = 100
+    with serve(cfg, upstream.client()) as gw:
+        key = gw.create_key(quota=100_000, period="day")
+        with gw.client(key) as c:
+            long = {**BODY, "messages": [{"role": "user", "content": "word " * 200}]}
+            r = c.post("/v1/chat/completions", json=long)
+            err = r.json()["error"]
+            assert r.status_code == 400 and err["code"] == "context_length_exceeded"
+            assert err["param"] == "messages" and err["type"] == "invalid_request_error"
+            assert "maximum context length is 100 tokens" in err["message"]
+            assert f"up to {prompt_bound(long)} tokens" in err["message"]
+            many = {**BODY, "messages": MSG * 5}
+            r = c.post("/v1/chat/completions", json=many)
+            assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
+            assert "at most 4" in r.json()["error"]["message"]
+            assert c.post("/v1/chat/completions", json=BODY).status_code == 200
+        assert len(upstream.requests) == 1  # the refused ones never left the gateway
+        assert _bucket(gw, "quota") == _ledger_total(gw)
+
+
+def test_local_model_refuses_a_huge_prompt_without_touching_the_generator():
+    """The 1.9 MB prompt that held SmolLM2's lock for 10 minutes: 400 at admission."""
+    from gateway import create_app
+    from gateway.config import default_config
+    from tests.gateway.support import ADMIN_KEY
+
+    app = create_app(default_config())  # no lifespan: the model is never loaded
+    gw = app.state.gateway
+
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+            r = await c.post(
+                "/admin/keys", json={}, headers={"authorization": f"Bearer {ADMIN_KEY}"}
+            )
+            key = r.json()["key"]
+            body = {
+                "model": "genaiops-local",
+                "messages": [{"role": "user", "content": "word " * 380_000}],
+            }  # noqa: E501
+            return await c.post(
+                "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
+            )
+
+    r = asyncio.run(go())
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+    assert "8192" in r.json()["error"]["message"]
+    local = gw.backends["local-smollm2"]
+    assert local.batches_run == 0 and not local._queues

@@ -252,3 +252,95 @@ def test_rollout_judged_on_traffic_of_another_replica_via_redis(tmp_path, redis_
                 status = adm.get("/admin/rollouts/gpt-test").json()["status"]
         assert status == "rolled_back"
         assert a.gw.ledger.rows() == []  # A served nothing: it judged B's traffic
+
+
+def _quota_used(state: str, tmp_path: Path, redis_url: str | None, key_id: str) -> int:
+    if state == "sqlite":
+        with sqlite3.connect(tmp_path / "s.db") as db:
+            row = db.execute(
+                "SELECT SUM(used) FROM counters WHERE bucket LIKE ?", (f"key:{key_id}:quota:%",)
+            ).fetchone()
+        return int(row[0] or 0)
+    import redis
+
+    r = redis.Redis.from_url(str(redis_url))
+    return sum(int(r.get(k) or 0) for k in r.keys(f"genaiops:gw:c:key:{key_id}:quota:*"))
+
+
+def _stream_rows(ledger: Path) -> list[tuple[str, str, int, int]]:
+    with sqlite3.connect(ledger) as db:
+        return db.execute(
+            "SELECT request_id, outcome, completion_tokens, total_tokens FROM usage WHERE stream=1"
+        ).fetchall()
+
+
+@pytest.mark.parametrize("state", ["sqlite", "redis"])
+def test_kill9_mid_stream_releases_reservations_and_keeps_delivered_tokens(
+    tmp_path, state: str, request: pytest.FixtureRequest
+):
+    """Issue 7, item 5: after kill -9 with streams in flight the key stayed at its reservations
+    until the day ended and the rows stayed 'streaming' with 0 tokens.  Now the rows carry the
+    tokens delivered (saved as the streams went), and the next process releases the rest."""
+    redis_url = request.getfixturevalue("redis_url") if state == "redis" else None
+    ledger = tmp_path / "l.db"
+    store = (
+        f"{{backend: redis, redis_url: '{redis_url}', ledger_path: '{ledger}'}}"
+        if state == "redis"
+        else f"{{path: '{tmp_path / 's.db'}', ledger_path: '{ledger}'}}"
+    )
+    cfg = None
+    with mock_upstream_server(reply="word " * 400, chunk_delay_ms=20, exact_usage=True) as up:
+        cfg = _config(up, store) + "lease_s: 2\nprogress_interval_s: 0.2\n"
+        with gateway_processes(cfg, tmp_path / "home") as (gp,):
+            key = _create_key(gp.url, quota=100_000, period="day")
+            with httpx.Client(
+                base_url=gp.url, headers={"authorization": f"Bearer {ADMIN_KEY}"}
+            ) as c:
+                key_id = c.get("/admin/keys").json()["data"][0]["id"]
+            started: list[int] = []  # one entry per stream that has delivered 10 chunks
+            body = {"model": "gpt-test", "messages": MSG, "max_tokens": 300, "stream": True}
+
+            def stream() -> None:
+                seen = 0
+                with httpx.Client(
+                    base_url=gp.url, timeout=30, headers={"authorization": f"Bearer {key}"}
+                ) as c:
+                    try:
+                        with c.stream("POST", "/v1/chat/completions", json=body) as r:
+                            for line in r.iter_lines():
+                                if not line.startswith("data:"):
+                                    continue
+                                seen += 1
+                                if seen == 10:
+                                    started.append(1)
+                    except httpx.HTTPError:
+                        pass  # the gateway died under it
+
+            threads = [threading.Thread(target=stream) for _ in range(5)]
+            for t in threads:
+                t.start()
+            deadline = time.time() + 30
+            while len(started) < 5 and time.time() < deadline:
+                time.sleep(0.02)
+            assert len(started) == 5, "the streams did not start"
+            time.sleep(0.6)  # a few progress rounds
+            os.kill(gp.proc.pid, signal.SIGKILL)
+            gp.proc.wait()
+            for t in threads:
+                t.join(timeout=30)
+        rows = _stream_rows(ledger)
+        assert len(rows) == 5 and {r[1] for r in rows} == {"streaming"}
+        assert all(r[2] >= 10 for r in rows), rows  # delivered tokens recorded as they went
+        held = _quota_used(state, tmp_path, redis_url, key_id)
+        assert held > sum(r[3] for r in rows)  # the dead process's reservations still count
+        with gateway_processes(cfg, tmp_path / "home"):
+            deadline = time.time() + 15
+            while time.time() < deadline:
+                rows = _stream_rows(ledger)
+                if {r[1] for r in rows} == {"interrupted"} and _quota_used(
+                    state, tmp_path, redis_url, key_id
+                ) == sum(r[3] for r in rows):
+                    break
+                time.sleep(0.2)
+    assert {r[1] for r in rows} == {"interrupted"}
+    assert _quota_used(state, tmp_path, redis_url, key_id) == sum(r[3] for r in rows)

@@ -3,23 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
+import threading
 
-import pytest
-
-from gateway.state import Counter, SQLiteStore, StateStore
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[StateStore]:
-    if request.param == "sqlite":
-        yield SQLiteStore(tmp_path / "state.db")
-    else:
-        from gateway.state.redis import RedisStore
-
-        url = request.getfixturevalue("redis_url")
-        yield RedisStore(url, namespace=f"t{uuid.uuid4().hex[:8]}:")
+from gateway.state import Counter, Hold, StateStore
 
 
 def run(coro):
@@ -65,6 +51,73 @@ def test_kv_versions_and_cas(store: StateStore):
         assert [k for k, _ in await store.kv_list("x:")] == ["x:1", "x:2"]
         await store.kv_delete("x:1")
         assert [k for k, _ in await store.kv_list("x:")] == ["x:2"]
+        await store.close()
+
+    run(go())
+
+
+def test_settle_runs_then_after_the_settlement_is_stored(store: StateStore):
+    """The seam calls.py used to reach around with isinstance(store, SQLiteStore)."""
+
+    async def go():
+        await store.admit([Counter("s", 100, 40, 60)])
+        seen: list[int] = []
+        loop_thread = threading.get_ident()
+        threads: list[int] = []
+
+        def then() -> None:  # blocking work (the ledger write): never on the event loop
+            threads.append(threading.get_ident())
+            seen.append(1)
+
+        await store.settle([("s", -15, 60)], then=then)
+        assert seen == [1] and threads[0] != loop_thread
+        assert await store.peek(["s"]) == [25]
+        await store.settle([], then=then)  # nothing to settle: still runs
+        assert seen == [1, 1]
+        await store.settle([("s", 30, 60)])  # usage above the reservation is counted
+        assert await store.peek(["s"]) == [55]
+        await store.close()
+
+    run(go())
+
+
+def test_holds_of_a_dead_owner_are_reclaimed_keeping_their_charge(store: StateStore):
+    async def go():
+        a = Hold("r1", "owner-a", 0.3, ["t", "q"], 50)
+        b = Hold("r2", "owner-b", 60.0, ["t", "q"], 30)
+        assert (await store.admit([Counter("t", 1000, 50, 60), Counter("q", 1000, 50, 60)], a)).ok
+        assert (await store.admit([Counter("t", 1000, 30, 60), Counter("q", 1000, 30, 60)], b)).ok
+        await store.progress("owner-a", 0.3, {"r1": 12})  # 12 tokens delivered so far
+        assert await store.reclaim() == []  # owner-a's lease is still current
+        assert await store.owners_alive(["owner-a", "owner-b", "nobody"]) == {"owner-a", "owner-b"}
+        await asyncio.sleep(0.5)  # owner-a stops renewing (kill -9)
+        assert await store.owners_alive(["owner-a", "owner-b"]) == {"owner-b"}
+        assert await store.reclaim() == ["r1"]
+        assert await store.peek(["t", "q"]) == [42, 42]  # 12 charged + owner-b's 30
+        assert await store.reclaim() == []  # once only
+        # owner-b settles normally: its hold is released with it
+        await store.settle([("t", -10, 60), ("q", -10, 60)], hold="r2")
+        assert await store.peek(["t", "q"]) == [32, 32]
+        await store.close()
+
+    run(go())
+
+
+def test_late_settlement_of_a_reclaimed_hold_counts_once(store: StateStore):
+    """A process that was only stalled settles after its hold was reclaimed: the buckets end at
+    its true usage, not at usage minus what the reclaim gave back."""
+
+    async def go():
+        h = Hold("r1", "slow", 0.2, ["t"], 100)
+        assert (await store.admit([Counter("t", 1000, 100, 60)], h)).ok
+        await store.progress("slow", 0.2, {"r1": 20})
+        await asyncio.sleep(0.4)
+        assert await store.reclaim() == ["r1"]
+        assert await store.peek(["t"]) == [20]
+        await store.settle([("t", 60 - 100, 60)], hold="r1")  # true usage 60 of 100 reserved
+        assert await store.peek(["t"]) == [60]
+        await store.settle([("t", 0, 60)], hold="r1")  # the hold is gone: plain delta
+        assert await store.peek(["t"]) == [60]
         await store.close()
 
     run(go())
