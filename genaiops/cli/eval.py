@@ -7,6 +7,7 @@ genaiops eval gate --config evaluation/gate.yaml --baseline evaluation/baselines
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,6 +35,10 @@ def _mapping(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _mean(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
 def _print_outcome(outcome: Any, json_: bool, extra: dict[str, Any] | None = None) -> None:
     from evaluation.reports import render_markdown
 
@@ -44,13 +49,14 @@ def _print_outcome(outcome: Any, json_: bool, extra: dict[str, Any] | None = Non
             "mlflow_runs": outcome.mlflow_runs,
             "variants": {
                 k: {
-                    "metrics": {m: v["mean"] for m, v in a["metrics"].items()},
-                    "n_errors": a["n_errors"],
-                    "judge_failures": a["judge_failures"],
-                    "params": a["params"],
+                    "metrics": {m: _mean(v.mean) for m, v in a.metrics.items()},
+                    "n_errors": a.n_errors,
+                    "judge_failures": a.judge_failures,
+                    "params": a.params.model_dump(mode="json"),
                 }
-                for k, a in outcome.summary["variants"].items()
+                for k, a in outcome.summary.variants.items()
             },
+            "skipped": [k.model_dump(mode="json") for k in outcome.summary.skipped],
             "gate": outcome.gate.to_dict() if outcome.gate else None,
             **(extra or {}),
         }
