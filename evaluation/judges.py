@@ -29,7 +29,7 @@ from typing import Any, Literal, Protocol
 
 import Stemmer
 import yaml
-from bm25s.stopwords import STOPWORDS_EN_PLUS
+from bm25s.stopwords import STOPWORDS_EN
 
 from evaluation.errors import JudgeError
 from evaluation.metrics import EvalSample, Evaluator
@@ -52,10 +52,11 @@ def _stemmer() -> Any:
 
 
 def _content_words(text: str) -> list[str]:
-    """Lower-cased, Snowball-stemmed words minus NLTK's English stop words (the list bm25s
-    ships), so "encrypts"/"encryption" and "keys"/"key" count as the same word."""
+    """Lower-cased, Snowball-stemmed words minus English stop words: the tokens the index's
+    lexical (bm25s) retrieval uses — its ``"en"`` stop words and PyStemmer's English stemmer —
+    so "encrypts"/"encrypted" and "keys"/"key" count as the same word."""
     words = [w.strip("./-").lower() for w in _WORD.findall(text)]
-    return list(_stemmer().stemWords([w for w in words if w and w not in STOPWORDS_EN_PLUS]))
+    return list(_stemmer().stemWords([w for w in words if w and w not in STOPWORDS_EN]))
 
 
 @dataclass(frozen=True)
