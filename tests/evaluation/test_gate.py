@@ -132,3 +132,28 @@ def test_nan_judgements_are_counted_by_the_gate() -> None:
     res = evaluate_gate(s, GateConfig())
     assert not res.passed and res.failures[0].metric == "failed_judgements"
     assert not math.isnan(res.failures[0].value or 0)
+
+
+def test_ci_runs_tests_and_the_same_lint_everywhere() -> None:
+    """GitHub Actions, Azure Pipelines and .ci/run run the tests and `make lint`, which is ruff
+    check + ruff format --check + mypy over every top-level package (evaluation.runtime too)."""
+    import tomllib
+
+    import yaml
+
+    makefile = (REPO / "Makefile").read_text()
+    lint = makefile.split("\nlint:", 1)[1].split("\n\n", 1)[0]
+    for tool in ("ruff check .", "ruff format --check .", "mypy"):
+        assert tool in lint, tool
+    ci = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())
+    steps = [s.get("run", "") for job in ci["jobs"].values() for s in job["steps"]]
+    assert "make lint" in steps and any(s.startswith("make test") for s in steps)
+    azure = yaml.safe_load((REPO / ".azure-pipelines/eval-gate.yml").read_text())
+    scripts = [s.get("script", "") for s in azure["steps"]]
+    assert "make lint" in scripts and any(s.startswith("make test") for s in scripts)
+    run = (REPO / ".ci/run").read_text()
+    assert "make lint" in run and "make test" in run
+    mypy = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mypy"]["packages"]
+    packages = sorted(p.parent.name for p in REPO.glob("*/__init__.py") if p.parent.name != "tests")
+    assert sorted(mypy) == packages  # every package (training/ too once it exists), no others
+    assert (REPO / "evaluation/runtime/__init__.py").exists()  # checked as part of evaluation

@@ -156,3 +156,50 @@ def test_templates_ship_as_package_data() -> None:
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(f"evaluation.{name}"))
     assert result.failed == 0 and result.attempted > 0
+
+
+SCORING_SIDE = [
+    "agreement",
+    "config",
+    "errors",
+    "gate",
+    "judges",
+    "metrics",
+    "pipeline",
+    "ragas_adapter",
+    "reports",
+    "scoring",
+    "stats",
+    "summary",
+    "tracking",
+]
+
+
+@pytest.mark.parametrize("name", SCORING_SIDE)
+def test_scoring_side_imports_evaluation_at_module_level(name: str) -> None:
+    """No lazy ``from evaluation...`` inside functions (an import cycle hidden behind one);
+    scoring depends on the runtime, never the other way round from this side."""
+    import ast
+
+    tree = ast.parse((REPO / "evaluation" / f"{name}.py").read_text())
+    lazy = [
+        f"line {node.lineno}: {ast.unparse(node)}"
+        for fn in ast.walk(tree)
+        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(fn)
+        if isinstance(node, ast.ImportFrom | ast.Import)
+        and any(
+            (getattr(node, "module", None) or a.name).split(".")[0] == "evaluation"
+            for a in node.names
+        )
+    ]
+    assert lazy == []
+
+
+def test_scoring_imports_cleanly_in_a_fresh_interpreter() -> None:
+    import subprocess
+    import sys
+
+    code = "import evaluation.scoring, evaluation.pipeline, evaluation.reports; print('ok')"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
