@@ -27,6 +27,7 @@ from typing import Any
 from evaluation.metrics import EvalSample
 from evaluation.runtime.llm import GatewayClient
 from evaluation.stats import mean_ci
+from evaluation.summary import MetricStats
 
 __all__ = ["LLM_METRICS", "OFFLINE_METRICS", "ragas_scores", "ragas_summary"]
 
@@ -126,6 +127,6 @@ def ragas_scores(
     return rows
 
 
-def ragas_summary(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[str, Any]:
-    """Mean, 95% CI and NaN count per metric."""
-    return {m: mean_ci([r.get(m) for r in rows]).to_dict() for m in metrics}
+def ragas_summary(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[str, MetricStats]:
+    """Mean, 95% CI and NaN count per metric (the aggregate model of ``summary.json``)."""
+    return {m: MetricStats.of(mean_ci([r.get(m) for r in rows])) for m in metrics}

@@ -226,7 +226,8 @@ def _chart(metric: str, summary: EvalSummary) -> _Chart:
         width = 0.0 if is_nan(mean) else span * float(mean) / top
         ci = None
         if x is not None and not is_nan(x.low):
-            ci = (150 + span * float(x.low) / top, 150 + span * float(x.high) / top)
+            # an interval reaching below 0 (t-interval of a small mean) is clipped at the axis
+            ci = (150 + span * max(0.0, x.low) / top, 150 + span * float(x.high) / top)
         chart.bars.append(_Bar(label, y, width, "n/a" if is_nan(mean) else f"{mean:.3g}", ci))
     return chart
 

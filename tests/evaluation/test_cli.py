@@ -206,6 +206,13 @@ def test_reference_columns_by_other_names_and_skipped_metrics_said(
     assert out["skipped"] == []
     summary = json.loads(Path(out["reports"]["summary"]).read_text())
     assert summary["evaluation"]["mapping"]["ground_truth"] == "${data.ground_truth}"
+    # the same recognised columns reach ragas (reference answer and reference ids)
+    metrics_arg = "rouge_score,id_based_context_recall"
+    res = runner.invoke(app, ["eval", "ragas", "--run", out["run_id"], "--metrics", metrics_arg])
+    assert res.exit_code == 0, res.output
+    ragas = json.loads((sample_index / "eval/runs" / out["run_id"] / "ragas.json").read_text())
+    terse = ragas["answer_prompt.terse"]
+    assert terse["id_based_context_recall"]["n"] == 2 and terse["rouge_score"]["mean"] > 0
     # no reference at all: the run still scores, and says what it skipped and why
     bare = _qa_lines(tmp_path, "bare.jsonl", {}, ("answer", "doc_ids"))
     res = runner.invoke(app, [*base, "--data", str(bare), "--no-track"])

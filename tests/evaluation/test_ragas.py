@@ -40,7 +40,7 @@ def test_offline_ragas_metrics_on_our_records() -> None:
     ours = RougeEvaluator()(SAMPLES[0])["rougeL"]
     assert rows[0]["rouge_score"] == pytest.approx(ours, abs=0.15)  # same idea, other tokenizer
     summ = ragas_summary(rows, ["id_based_context_recall"])
-    assert summ["id_based_context_recall"]["mean"] == 0.5
+    assert summ["id_based_context_recall"].mean == 0.5
 
 
 def test_llm_metric_through_the_gateway_counts_failures(fake_gateway: FakeOpenAI) -> None:
@@ -50,7 +50,7 @@ def test_llm_metric_through_the_gateway_counts_failures(fake_gateway: FakeOpenAI
     value = rows[0]["faithfulness"]
     # the fake answers in prose, not ragas' JSON: a NaN with the error kept, never a dropped line
     assert math.isnan(value) and "faithfulness_error" in rows[0]
-    assert ragas_summary(rows, ["faithfulness"])["faithfulness"]["n_nan"] == 1
+    assert ragas_summary(rows, ["faithfulness"])["faithfulness"].n_nan == 1
 
 
 def test_llm_metric_without_llm_is_a_clear_error() -> None:
@@ -82,7 +82,7 @@ def test_llm_metric_through_the_gateway_success_path(
     assert len(fake_gateway.requests) == 2  # statements, then verdicts
     assert all(r["model"] == "genaiops-local" for r in fake_gateway.requests)
     summ = ragas_summary(rows, ["faithfulness"])["faithfulness"]
-    assert summ["mean"] == 0.5 and summ["n_nan"] == 0
+    assert summ.mean == 0.5 and summ.n_nan == 0
 
 
 def test_ragas_imports_without_a_planted_module() -> None:
