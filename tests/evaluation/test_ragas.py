@@ -76,7 +76,10 @@ def test_llm_metric_through_the_gateway_success_path(
     fake_gateway: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same HTTP seam answering in ragas' JSON: the metric is a number, not a NaN."""
-    monkeypatch.setattr(fake_openai, "_answer", _ragas_upstream)
+    if hasattr(fake_gateway, "upstream"):  # the suite's consolidated fake (gateway.testing)
+        monkeypatch.setattr(fake_gateway.upstream, "answer", _ragas_upstream)
+    else:
+        monkeypatch.setattr(fake_openai, "_answer", _ragas_upstream)
     rows = ragas_scores(SAMPLES[:1], ["faithfulness"], llm="gateway:genaiops-local")
     assert rows == [{"faithfulness": 0.5}]  # one of two statements supported
     assert len(fake_gateway.requests) == 2  # statements, then verdicts
