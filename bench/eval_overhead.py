@@ -170,7 +170,7 @@ def faq_run(n: int, index_home: str, concurrency: int) -> dict[str, Any]:
         )
         wall = time.perf_counter() - t1
     lines = out.run.lines[variant]
-    m = out.summary["variants"][variant]["metrics"]
+    m = out.summary.variants[variant].metrics
     return {
         "lines": len(lines),
         "variant": variant,
@@ -183,7 +183,7 @@ def faq_run(n: int, index_home: str, concurrency: int) -> dict[str, Any]:
         "completion_tokens": sum(x.completion_tokens for x in lines),
         "errors": sum(1 for x in lines if x.error),
         "metrics": {
-            k: m[k]["mean"] for k in ("rougeL", "answer_similarity", "groundedness") if k in m
+            k: m[k].mean for k in ("rougeL", "answer_similarity", "groundedness") if k in m
         },
     }
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from evaluation.config import EvalConfig
 from evaluation.errors import JudgeError
+from evaluation.judges import GatewayJudge, OfflineJudge
 from evaluation.metrics import CachingEmbedder, EvalSample
 from evaluation.runtime.data import load_jsonl
 
@@ -101,8 +102,6 @@ def measure_agreement(
     labels: str | Path, judge: str = "offline", threshold: float = 3.0, concurrency: int = 1
 ) -> dict[str, Any]:
     """Accuracy / kappa of ``judge``'s pass (score ≥ threshold) against the gold labels."""
-    from evaluation.judges import GatewayJudge, OfflineJudge
-
     EvalConfig(judge=judge)  # validates the judge spec
     items = load_jsonl(labels)
     j: Any = (

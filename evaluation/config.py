@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from genaiops.specs import load_yaml_model
 
 __all__ = [
+    "COLUMN_ALIASES",
+    "REFERENCE_METRICS",
     "Bound",
     "EvalConfig",
     "GateConfig",
@@ -23,11 +26,22 @@ __all__ = [
     "load_gate_config",
 ]
 
-DEFAULT_MAPPING = {
-    "query": "${data.question}",
-    "response": "${run.outputs.answer}",
-    "ground_truth": "${data.answer}",
-    "reference_ids": "${data.doc_ids}",
+#: dataset columns recognised for each evaluator input when ``mapping`` does not name one; the
+#: first present wins (azure-ai-evaluation's ``ground_truth``, ragas' ``reference`` /
+#: ``reference_context_ids`` / ``reference_contexts`` / ``user_input``, the sample set's names)
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "query": ("question", "query", "user_input"),
+    "ground_truth": ("ground_truth", "reference", "answer"),
+    "reference_ids": ("doc_ids", "reference_context_ids", "reference_ids"),
+    "reference_contexts": ("reference_contexts",),
+}
+DEFAULT_RESPONSE = "${run.outputs.answer}"
+#: metrics that need a reference, and the mapping key that supplies it
+REFERENCE_METRICS: dict[str, str] = {
+    "bleu": "ground_truth",
+    "rouge": "ground_truth",
+    "similarity": "ground_truth",
+    "retrieval": "reference_ids",
 }
 MetricName = Literal[
     "bleu", "rouge", "retrieval", "similarity", "cost", "groundedness", "relevance"
@@ -41,7 +55,13 @@ ALL_METRICS: tuple[MetricName, ...] = (
     "groundedness",
     "relevance",
 )
-OPTIONAL_MAPPING = ("ground_truth", "reference_ids", "context", "retrieved_ids")
+OPTIONAL_MAPPING = (
+    "ground_truth",
+    "reference_ids",
+    "reference_contexts",
+    "context",
+    "retrieved_ids",
+)
 
 
 class _Strict(BaseModel):
@@ -59,7 +79,11 @@ class EvalConfig(_Strict):
     judge_threshold: float = Field(default=3.0, ge=1, le=5)
     repeats: int = Field(default=1, ge=1, le=50)
     k: int = Field(default=4, ge=1, description="cut-off for recall@k and nDCG@k")
-    mapping: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MAPPING))
+    mapping: dict[str, str] = Field(
+        default_factory=dict,
+        description="evaluator input -> ${data.COLUMN} or ${run.outputs.NAME}; inputs not named "
+        "here are found by column name (COLUMN_ALIASES)",
+    )
     prompt_price_per_1k: float = 0.0
     completion_price_per_1k: float = 0.0
 
@@ -71,6 +95,21 @@ class EvalConfig(_Strict):
         if unknown:
             raise ValueError(f"unknown mapping keys {sorted(unknown)}")
         return self
+
+    def resolve_mapping(self, columns: Iterable[str]) -> dict[str, str]:
+        """The mapping used on a dataset: ``mapping`` over the recognised column names.
+
+        >>> EvalConfig().resolve_mapping(["question", "ground_truth", "doc_ids"])["ground_truth"]
+        '${data.ground_truth}'
+        """
+        cols = set(columns)
+        out = {"query": "${data.question}", "response": DEFAULT_RESPONSE}
+        for key, names in COLUMN_ALIASES.items():
+            col = next((c for c in names if c in cols), None)
+            if col is not None:
+                out[key] = f"${{data.{col}}}"
+        out.update(self.mapping)
+        return out
 
 
 class Bound(_Strict):

@@ -9,6 +9,7 @@ The subtree below hangs off :class:`genaiops.errors.EvaluationError`::
     │   └── NodeError        a node failed on one line (recorded on the line, fails the gate)
     ├── JudgeError           a judge produced no usable score (recorded as NaN, counted)
     ├── RunNotFound          unknown run id or baseline file
+    ├── SummaryError         a summary/baseline file does not validate or is of a newer schema
     └── GateError            the gate cannot be evaluated (metric or variant missing)
 
 Metric and judge failures are values on the scored line, never crashes: these exceptions are
@@ -28,6 +29,7 @@ __all__ = [
     "JudgeError",
     "NodeError",
     "RunNotFound",
+    "SummaryError",
 ]
 
 
@@ -65,6 +67,11 @@ class JudgeError(EvaluationError):
 
 class RunNotFound(EvaluationError):
     """No run with that id under the runs folder, and no such file."""
+
+
+class SummaryError(EvaluationError):
+    """A summary or baseline file is not valid JSON, does not match the schema (names the file
+    and the key), or was written by a newer genaiops (its ``schema_version`` is unknown)."""
 
 
 class GateError(EvaluationError):

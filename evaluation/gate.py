@@ -17,33 +17,37 @@ Rules, per judged variant:
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from evaluation.config import GateConfig
 from evaluation.errors import GateError, RunNotFound
 from evaluation.stats import is_nan, paired_worse_pvalue
+from evaluation.summary import SCHEMA_VERSION, EvalSummary, load_summary
 
 __all__ = ["Check", "GateResult", "evaluate_gate", "load_baseline"]
 
 LOWER_IS_BETTER = frozenset(
     {"latency_s", "prompt_tokens", "completion_tokens", "total_tokens", "cost"}
 )
+CheckKind = Literal["errors", "judge_failures", "threshold", "regression"]
 
 
-@dataclass
-class Check:
+class Check(BaseModel):
     """One gate check on one variant; ``describe()`` is the line CI prints.
 
-    >>> Check("cited", "threshold", "rougeL", False, 0.1, ">= 0.2").describe()
+    >>> Check(variant="cited", kind="threshold", metric="rougeL", passed=False, value=0.1,
+    ...       limit=">= 0.2").describe()
     'FAIL [cited] threshold rougeL = 0.1 >= 0.2'
     """
 
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+
     variant: str
-    kind: str  # errors | judge_failures | threshold | regression
+    kind: CheckKind
     metric: str
     passed: bool
     value: float | None = None
@@ -57,12 +61,14 @@ class Check:
         return f"{text} {self.detail}".rstrip()
 
 
-@dataclass
-class GateResult:
-    """The verdict: passed only if every check passed."""
+class GateResult(BaseModel):
+    """The verdict: passed only if every check passed (``report.json``'s ``gate``)."""
 
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="null")
+
+    schema_version: int = SCHEMA_VERSION
     passed: bool
-    checks: list[Check] = field(default_factory=list)
+    checks: list[Check] = Field(default_factory=list)
     baseline: str | None = None
 
     @property
@@ -70,75 +76,76 @@ class GateResult:
         return [c for c in self.checks if not c.passed]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "passed": self.passed,
-            "baseline": self.baseline,
-            "checks": [asdict(c) for c in self.checks],
-        }
+        """JSON-ready (``--json`` output and ``report.json``)."""
+        return self.model_dump(mode="json")
 
 
-def load_baseline(ref: str, runs_dir: Path) -> dict[str, Any]:
-    """A baseline is a summary JSON file, or a run id whose folder has ``summary.json``."""
+def load_baseline(ref: str, runs_dir: Path) -> EvalSummary:
+    """A baseline is a summary JSON file, or a run id whose folder has ``summary.json``.
+
+    Read by :func:`evaluation.summary.load_summary`: a pre-versioned file loads, a bad one
+    fails naming the file and the key."""
     p = Path(ref)
     if not p.exists():
         p = runs_dir / ref / "summary.json"
     if not p.exists():
         raise RunNotFound(f"baseline {ref!r}: neither a file nor a scored run under {runs_dir}")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise RunNotFound(f"baseline {p}: not a readable summary JSON ({e})") from e
-    if not isinstance(data, dict) or "variants" not in data or "lines" not in data:
-        raise RunNotFound(f"baseline {p}: not a genaiops evaluation summary")
-    return data
+    return load_summary(p)
 
 
-def _per_line(summary: dict[str, Any], variant: str, metric: str) -> dict[str, float]:
+def _per_line(summary: EvalSummary, variant: str, metric: str) -> dict[str, float]:
     out = {}
-    for s in summary.get("lines", {}).get(variant, []):
-        if s.get("error") is None:
-            v = s.get("scores", {}).get(metric)
-            out[str(s["line_id"])] = math.nan if is_nan(v) else float(v)
+    for s in summary.lines.get(variant, []):
+        if s.error is None:
+            v = s.scores.get(metric)
+            out[s.line_id] = math.nan if is_nan(v) else float(v)  # type: ignore[arg-type]
     return out
 
 
 def evaluate_gate(
-    summary: dict[str, Any],
+    summary: EvalSummary,
     cfg: GateConfig,
-    baseline: dict[str, Any] | None = None,
+    baseline: EvalSummary | None = None,
     baseline_name: str | None = None,
 ) -> GateResult:
-    available = list(summary["variants"])
+    """Every check of ``cfg`` on every judged variant of ``summary`` (see the module doc)."""
+    available = list(summary.variants)
     judged = cfg.variants or available
     unknown = [v for v in judged if v not in available]
     if unknown:
         raise GateError(f"gate variants {unknown} were not run; the run has {available}")
     checks: list[Check] = []
     for label in judged:
-        agg = summary["variants"][label]
-        bad = agg["n_errors"] + agg.get("n_missing", 0)
-        detail = "; ".join(
-            f"{e['line_id']}: {e.get('message', '')[:120]}" for e in agg["errors"][:3]
-        )
-        if agg.get("n_missing"):
-            detail = (detail + "; " if detail else "") + f"{agg['n_missing']} lines never ran"
-        checks.append(
-            Check(label, "errors", "errored_lines", bad == 0, float(bad), "must be 0", detail)
-        )
-        failed = sum(agg.get("judge_failures", {}).values())
+        agg = summary.variants[label]
+        bad = agg.n_errors + agg.n_missing
+        detail = "; ".join(f"{e.line_id}: {e.message[:120]}" for e in agg.errors[:3])
+        if agg.n_missing:
+            detail = (detail + "; " if detail else "") + f"{agg.n_missing} lines never ran"
         checks.append(
             Check(
-                label,
-                "judge_failures",
-                "failed_judgements",
-                failed <= cfg.max_failed_judgements,
-                float(failed),
-                f"<= {cfg.max_failed_judgements}",
+                variant=label,
+                kind="errors",
+                metric="errored_lines",
+                passed=bad == 0,
+                value=float(bad),
+                limit="must be 0",
+                detail=detail,
+            )
+        )
+        failed = sum(agg.judge_failures.values())
+        checks.append(
+            Check(
+                variant=label,
+                kind="judge_failures",
+                metric="failed_judgements",
+                passed=failed <= cfg.max_failed_judgements,
+                value=float(failed),
+                limit=f"<= {cfg.max_failed_judgements}",
             )
         )
         for metric, bound in cfg.bounds_for(label).items():
-            m = agg["metrics"].get(metric)
-            value = None if m is None or is_nan(m["mean"]) else float(m["mean"])
+            m = agg.metrics.get(metric)
+            value = None if m is None or is_nan(m.mean) else float(m.mean)
             limit = " ".join(
                 x
                 for x in (
@@ -150,64 +157,73 @@ def evaluate_gate(
             if value is None:
                 checks.append(
                     Check(
-                        label,
-                        "threshold",
-                        metric,
-                        False,
-                        None,
-                        limit,
-                        "metric not computed (check evaluation.metrics and data)",
+                        variant=label,
+                        kind="threshold",
+                        metric=metric,
+                        passed=False,
+                        limit=limit,
+                        detail=_not_computed(summary, metric),
                     )
                 )
                 continue
             ok = (bound.min is None or value >= bound.min) and (
                 bound.max is None or value <= bound.max
             )
-            checks.append(Check(label, "threshold", metric, ok, value, limit))
+            checks.append(
+                Check(
+                    variant=label,
+                    kind="threshold",
+                    metric=metric,
+                    passed=ok,
+                    value=value,
+                    limit=limit,
+                )
+            )
         if baseline is not None:
             checks.extend(_regressions(summary, baseline, label, cfg))
-    return GateResult(all(c.passed for c in checks), checks, baseline_name)
+    return GateResult(passed=all(c.passed for c in checks), checks=checks, baseline=baseline_name)
+
+
+def _source_metric(metric: str) -> str:
+    """The ``evaluation.metrics`` name that produces an aggregate (rougeL comes from rouge)."""
+    if metric.startswith("rouge"):
+        return "rouge"
+    if metric == "mrr" or metric.startswith(("recall_at_", "ndcg_at_")):
+        return "retrieval"
+    return "similarity" if metric == "answer_similarity" else metric
+
+
+def _not_computed(summary: EvalSummary, metric: str) -> str:
+    source = _source_metric(metric)
+    skipped = next((s for s in summary.skipped if s.metric == source), None)
+    if skipped is not None:
+        return f"metric not computed: {source} {skipped.reason}"
+    return "metric not computed (check evaluation.metrics and data)"
+
+
+def _skip(label: str, metric: str, detail: str) -> Check:
+    return Check(variant=label, kind="regression", metric=metric, passed=True, detail=detail)
 
 
 def _regressions(
-    summary: dict[str, Any], baseline: dict[str, Any], label: str, cfg: GateConfig
+    summary: EvalSummary, baseline: EvalSummary, label: str, cfg: GateConfig
 ) -> list[Check]:
-    if label not in baseline.get("variants", {}):
-        return [
-            Check(
-                label,
-                "regression",
-                "*",
-                True,
-                None,
-                "",
-                "no baseline for this variant (new variant): not compared",
-            )
-        ]
+    if label not in baseline.variants:
+        return [_skip(label, "*", "no baseline for this variant (new variant): not compared")]
     out = []
     for metric, max_drop in cfg.regression.max_drop.items():
         cand = _per_line(summary, label, metric)
         base = _per_line(baseline, label, metric)
         common = sorted(set(cand) & set(base))
         if not common:
-            out.append(
-                Check(
-                    label,
-                    "regression",
-                    metric,
-                    True,
-                    None,
-                    "",
-                    "no common lines with the baseline: not compared",
-                )
-            )
+            out.append(_skip(label, metric, "no common lines with the baseline: not compared"))
             continue
         c = [cand[i] for i in common]
         b = [base[i] for i in common]
         sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
         pairs = [(x, y) for x, y in zip(c, b, strict=True) if not (is_nan(x) or is_nan(y))]
         if not pairs:
-            out.append(Check(label, "regression", metric, True, None, "", "no valid pairs"))
+            out.append(_skip(label, metric, "no valid pairs"))
             continue
         delta = sum(x - y for x, y in pairs) / len(pairs)
         worse_by = -sign * delta
@@ -215,13 +231,14 @@ def _regressions(
         ok = not (worse_by > max_drop and p < cfg.regression.alpha)
         out.append(
             Check(
-                label,
-                "regression",
-                metric,
-                ok,
-                delta,
-                f"drop <= {max_drop} unless p >= {cfg.regression.alpha}",
-                f"baseline {sum(y for _, y in pairs) / len(pairs):.4g}, n={len(pairs)}, p={p:.3g}",
+                variant=label,
+                kind="regression",
+                metric=metric,
+                passed=ok,
+                value=delta,
+                limit=f"drop <= {max_drop} unless p >= {cfg.regression.alpha}",
+                detail=f"baseline {sum(y for _, y in pairs) / len(pairs):.4g}, "
+                f"n={len(pairs)}, p={p:.3g}",
             )
         )
     return out

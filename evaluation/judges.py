@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+import Stemmer
 import yaml
+from bm25s.stopwords import STOPWORDS_EN
 
 from evaluation.errors import JudgeError
 from evaluation.metrics import EvalSample, Evaluator
@@ -39,20 +42,21 @@ Metric = Literal["groundedness", "relevance"]
 _CITATION = re.compile(r"\[[^\[\]]{1,200}\]")
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(\[])")
 _WORD = re.compile(r"[a-z0-9][a-z0-9_./-]*", re.IGNORECASE)
-_STOP = frozenset(
-    """a an and are as at be by can do does for from has have how i if in into is it its may
-    of on or so that the their then there these this to was what when where which while who
-    why will with you your yes no not""".split()  # noqa: SIM905
-)
+_LOCAL = threading.local()  # PyStemmer objects are not thread-safe: one per thread
+
+
+def _stemmer() -> Any:
+    if not hasattr(_LOCAL, "stemmer"):
+        _LOCAL.stemmer = Stemmer.Stemmer("english")
+    return _LOCAL.stemmer
 
 
 def _content_words(text: str) -> list[str]:
+    """Lower-cased, Snowball-stemmed words minus English stop words: the tokens the index's
+    lexical (bm25s) retrieval uses — its ``"en"`` stop words and PyStemmer's English stemmer —
+    so "encrypts"/"encrypted" and "keys"/"key" count as the same word."""
     words = [w.strip("./-").lower() for w in _WORD.findall(text)]
-    return [_stem(w) for w in words if w and w not in _STOP]
-
-
-def _stem(w: str) -> str:
-    return w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+    return list(_stemmer().stemWords([w for w in words if w and w not in STOPWORDS_EN]))
 
 
 @dataclass(frozen=True)

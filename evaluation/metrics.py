@@ -47,6 +47,7 @@ class EvalSample:
     latency_s: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    reference_contexts: list[str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -15,6 +15,8 @@ from evaluation.gate import GateResult, evaluate_gate, load_baseline
 from evaluation.reports import write_reports
 from evaluation.runtime.runner import Progress, RunRequest, RunResult, load_run, run_flow, runs_dir
 from evaluation.scoring import score_run
+from evaluation.summary import EvalSummary
+from evaluation.tracking import log_summary
 
 __all__ = ["Outcome", "evaluate", "run_gate"]
 
@@ -24,7 +26,7 @@ class Outcome:
     """Run, summary, report paths, gate verdict (if gated) and MLflow run ids per variant."""
 
     run: RunResult
-    summary: dict[str, Any]
+    summary: EvalSummary
     reports: dict[str, str]
     gate: GateResult | None = None
     mlflow_runs: dict[str, str] = field(default_factory=dict)
@@ -56,8 +58,6 @@ def evaluate(
     reports["summary"] = str(run.path / "summary.json")
     mlflow_runs = {}
     if track:
-        from evaluation.tracking import log_summary
-
         mlflow_runs = log_summary(summary, {k: v for k, v in reports.items() if k != "json"})
     return Outcome(run, summary, reports, result, mlflow_runs)
 

@@ -7,9 +7,9 @@ whose ``base_url`` is ``GENAIOPS_GATEWAY_URL``, wrapped for ragas. A metric that
 (ragas raises, or returns NaN when it finds no statements) is NaN for that line and counted in
 ``{metric}_nan`` — never dropped.
 
-ragas 0.4.3 imports ``langchain_community.chat_models.vertexai``, which langchain-community 0.4
-removed; :func:`_import_ragas` registers an empty stand-in module for that one import (ragas only
-uses the class in ``isinstance`` checks) so the rest of ragas works.
+ragas 0.4.3 imports ``langchain_community.chat_models.vertexai`` at import time; that module is
+gone from langchain-community 0.4.2, so ``pyproject.toml`` pins ``langchain-community==0.4.1``
+(the last release that has it, on langchain-core 1.x) and nothing is faked at run time.
 
     >>> rows = ragas_scores([EvalSample(query="q", response="TLS 1.3", ground_truth="TLS 1.3")],
     ...                     ["rouge_score"])                              # doctest: +SKIP
@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-import types
 from collections.abc import Sequence
 from typing import Any
 
 from evaluation.metrics import EvalSample
+from evaluation.runtime.llm import GatewayClient
 from evaluation.stats import mean_ci
+from evaluation.summary import MetricStats
 
 __all__ = ["LLM_METRICS", "OFFLINE_METRICS", "ragas_scores", "ragas_summary"]
 
@@ -43,18 +43,8 @@ LLM_METRICS = ("faithfulness",)
 
 
 def _import_ragas() -> Any:
+    """ragas.metrics, imported on first use (it pulls langchain: seconds of import time)."""
     os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
-    name = "langchain_community.chat_models.vertexai"
-    try:
-        __import__(name)
-    except ModuleNotFoundError:
-        stub = types.ModuleType(name)
-
-        class ChatVertexAI:  # never instantiated: ragas only tests isinstance against it
-            pass
-
-        stub.ChatVertexAI = ChatVertexAI  # type: ignore[attr-defined]
-        sys.modules[name] = stub
     import ragas.metrics
 
     return ragas.metrics
@@ -64,8 +54,6 @@ def _gateway_llm(model: str) -> Any:
     from langchain_openai import ChatOpenAI
     from pydantic import SecretStr
     from ragas.llms import LangchainLLMWrapper
-
-    from evaluation.runtime.llm import GatewayClient
 
     client = GatewayClient.from_settings()
     # max_tokens is a pydantic alias of max_completion_tokens: mypy cannot see it
@@ -111,6 +99,7 @@ def _sample(s: EvalSample) -> Any:
         retrieved_contexts=[s.context] if s.context else [],
         retrieved_context_ids=list(s.retrieved_ids or []),
         reference_context_ids=list(s.reference_ids or []),
+        reference_contexts=list(s.reference_contexts or []),
     )
 
 
@@ -138,6 +127,6 @@ def ragas_scores(
     return rows
 
 
-def ragas_summary(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[str, Any]:
-    """Mean, 95% CI and NaN count per metric."""
-    return {m: mean_ci([r.get(m) for r in rows]).to_dict() for m in metrics}
+def ragas_summary(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> dict[str, MetricStats]:
+    """Mean, 95% CI and NaN count per metric (the aggregate model of ``summary.json``)."""
+    return {m: MetricStats.of(mean_ci([r.get(m) for r in rows])) for m in metrics}

@@ -4,19 +4,23 @@ The summary (``summary.json`` in the run folder) is self-contained — per-line 
 line id, aggregates with confidence intervals, error and judge-failure counts, lineage params —
 so a committed copy can serve as a baseline file.
 
+Evaluator inputs come from :meth:`EvalConfig.resolve_mapping`: the config's ``mapping`` over the
+recognised column names (``ground_truth`` / ``reference`` / ``answer`` for the reference answer,
+``doc_ids`` / ``reference_context_ids`` for reference ids). A reference-based metric that cannot
+run because no reference is mapped is listed in ``summary.skipped`` (and so in the reports).
+
     >>> summary = score_run(run_result, EvalConfig())                   # doctest: +SKIP
-    >>> summary["variants"]["answer_prompt.cited"]["metrics"]["rougeL"]["mean"]  # doctest: +SKIP
+    >>> summary.variants["answer_prompt.cited"].metrics["rougeL"].mean  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from evaluation.config import OPTIONAL_MAPPING, EvalConfig
+from evaluation.config import COLUMN_ALIASES, OPTIONAL_MAPPING, REFERENCE_METRICS, EvalConfig
 from evaluation.judges import GatewayJudge, JudgedEvaluator, OfflineJudge
 from evaluation.metrics import (
     BleuEvaluator,
@@ -30,10 +34,29 @@ from evaluation.metrics import (
 )
 from evaluation.runtime.data import apply_mapping, check_mapping
 from evaluation.runtime.executor import LineResult
+from evaluation.runtime.flow import VariantSet
 from evaluation.runtime.runner import RunResult
 from evaluation.stats import is_nan, mean_ci
+from evaluation.summary import (
+    EvalSummary,
+    LineErrorRecord,
+    MetricStats,
+    ScoredLine,
+    SkippedMetric,
+    VariantAggregate,
+    VariantParams,
+    write_scores,
+    write_summary,
+)
 
-__all__ = ["build_evaluators", "default_evaluators", "line_sample", "sample_from", "score_run"]
+__all__ = [
+    "build_evaluators",
+    "default_evaluators",
+    "line_sample",
+    "sample_from",
+    "score_run",
+    "skipped_metrics",
+]
 
 JUDGED = ("groundedness", "relevance")
 
@@ -73,6 +96,7 @@ def build_evaluators(cfg: EvalConfig, embedder: Any = None) -> list[Evaluator]:
 
 
 def default_evaluators() -> list[Evaluator]:
+    """Every metric with the default config (what the flows' evaluation node runs)."""
     return build_evaluators(EvalConfig())
 
 
@@ -97,7 +121,9 @@ def sample_from(
     context: Any = None,
     doc_ids: list[str] | None = None,
     line: LineResult | None = None,
+    reference_contexts: list[str] | None = None,
 ) -> EvalSample:
+    """An :class:`EvalSample` from one line's values (context chunks give the retrieved ids)."""
     return EvalSample(
         query=question,
         response=answer,
@@ -108,11 +134,14 @@ def sample_from(
         latency_s=line.latency_s if line else None,
         prompt_tokens=line.prompt_tokens if line else None,
         completion_tokens=line.completion_tokens if line else None,
+        reference_contexts=reference_contexts,
     )
 
 
 def line_sample(cfg: EvalConfig, row: dict[str, Any], line: LineResult) -> EvalSample:
-    vals = apply_mapping(cfg.mapping, row, line.outputs)
+    """The sample evaluators see for one line; ``cfg.mapping`` is used as resolved (the summary
+    records the resolved mapping; :func:`score_run` resolves it against the data first)."""
+    vals = apply_mapping(cfg.resolve_mapping(row), row, line.outputs)
     context = vals.get("context", line.retrieved or None)
     response = vals.get("response")
     return sample_from(
@@ -122,7 +151,14 @@ def line_sample(cfg: EvalConfig, row: dict[str, Any], line: LineResult) -> EvalS
         context,
         vals.get("reference_ids"),
         line,
+        _texts(vals.get("reference_contexts")),
     )
+
+
+def _texts(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
 def _git_commit() -> str | None:
@@ -135,25 +171,69 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def score_run(run: RunResult, cfg: EvalConfig, *, write: bool = True) -> dict[str, Any]:
+def _data_column(value: Any) -> str | None:
+    text = str(value or "").strip()
+    if text.startswith("${data.") and text.endswith("}"):
+        return text[len("${data.") : -1]
+    return None
+
+
+def skipped_metrics(
+    cfg: EvalConfig, mapping: dict[str, str], rows: list[dict[str, Any]]
+) -> list[SkippedMetric]:
+    """Reference-based metrics in ``cfg.metrics`` that cannot run (no reference mapped) or run on
+    fewer lines (some lines lack the reference column) — said on the console and in reports."""
+    out = []
+    for metric in cfg.metrics:
+        key = REFERENCE_METRICS.get(metric)
+        if key is None:
+            continue
+        value = mapping.get(key)
+        col = _data_column(value)
+        if value is not None and col is None:
+            continue  # a flow output or a literal: present on every line
+        names = ", ".join(COLUMN_ALIASES.get(key, ()))
+        if col is None or not any(col in r for r in rows):
+            where = f"column {col!r} is in no line" if col else f"no column named {names}"
+            out.append(
+                SkippedMetric(
+                    metric=metric,
+                    reason=f"skipped: no {key} mapped ({where}); add the column or set "
+                    f"evaluation.mapping.{key}",
+                    n_lines_without=len(rows),
+                )
+            )
+            continue
+        without = sum(1 for r in rows if r.get(col) in (None, "", []))
+        if without:
+            out.append(
+                SkippedMetric(
+                    metric=metric,
+                    reason=f"{without} of {len(rows)} lines have no {col!r}: {metric} is "
+                    "computed on the others",
+                    n_lines_without=without,
+                )
+            )
+    return out
+
+
+def score_run(run: RunResult, cfg: EvalConfig, *, write: bool = True) -> EvalSummary:
     """Score every line, aggregate per variant; writes ``scores.jsonl`` + ``summary.json``."""
-    flow_outputs = list(run.flow.outputs)
+    mapping = cfg.resolve_mapping({c for r in run.rows for c in r})
+    cfg = cfg.model_copy(update={"mapping": mapping})
     check_mapping(
-        cfg.mapping,
+        mapping,
         run.rows,
         source=f"evaluation mapping for {run.request.data}",
-        outputs=flow_outputs,
+        outputs=list(run.flow.outputs),
         optional=OPTIONAL_MAPPING,
     )
     embedder = CachingEmbedder()
     evaluators = build_evaluators(cfg, embedder)
+    data_path = Path(str(run.request.data))
     data_hash = (
-        hashlib.sha256(Path(str(run.request.data)).read_bytes()).hexdigest()[:16]
-        if Path(str(run.request.data)).exists()
-        else None
+        hashlib.sha256(data_path.read_bytes()).hexdigest()[:16] if data_path.exists() else None
     )
-    variants: dict[str, Any] = {}
-    all_lines: dict[str, list[dict[str, Any]]] = {}
     commit = _git_commit()
     samples = {
         vs.label: [
@@ -171,8 +251,9 @@ def score_run(run: RunResult, cfg: EvalConfig, *, write: bool = True) -> dict[st
                 if t
             ]
         )
+    variants: dict[str, VariantAggregate] = {}
+    all_lines: dict[str, list[ScoredLine]] = {}
     for vs in run.variants:
-        label = vs.label
         scored = []
         for line, sample in samples[vs.label]:
             scores: dict[str, Any] = {}
@@ -180,115 +261,101 @@ def score_run(run: RunResult, cfg: EvalConfig, *, write: bool = True) -> dict[st
                 for ev in evaluators:
                     scores.update(ev(sample))
             scored.append(
-                {
-                    "line_id": line.line_id,
-                    "index": line.index,
-                    "question": sample.query,
-                    "answer": sample.response,
-                    "ground_truth": sample.ground_truth,
-                    "retrieved_ids": sample.retrieved_ids,
-                    "reference_ids": sample.reference_ids,
-                    "error": line.error,
-                    "scores": scores,
-                }
+                ScoredLine(
+                    line_id=line.line_id,
+                    index=line.index,
+                    question=sample.query,
+                    answer=sample.response,
+                    ground_truth=sample.ground_truth,
+                    retrieved_ids=sample.retrieved_ids,
+                    reference_ids=sample.reference_ids,
+                    error=line.error,
+                    scores=scores,
+                )
             )
-        all_lines[label] = scored
-        variants[label] = _aggregate(run, vs, scored, cfg, commit, data_hash)
-    summary = {
-        "run_id": run.run_id,
-        "flow": _display_path(run.flow.path),
-        "data": str(run.request.data),
-        "n_rows": len(run.rows),
-        "interrupted": run.interrupted,
-        "evaluation": cfg.model_dump(),
-        "variants": variants,
-        "lines": all_lines,
-    }
+        all_lines[vs.label] = scored
+        variants[vs.label] = _aggregate(run, vs, scored, cfg, commit, data_hash)
+    summary = EvalSummary(
+        run_id=run.run_id,
+        flow=_display_path(run.flow.path),
+        data=str(run.request.data),
+        n_rows=len(run.rows),
+        interrupted=run.interrupted,
+        evaluation=cfg,
+        skipped=skipped_metrics(cfg, mapping, run.rows),
+        variants=variants,
+        lines=all_lines,
+    )
     if write:
-        for label, scored in all_lines.items():
-            with open(run.path / label / "scores.jsonl", "w", encoding="utf-8") as f:
-                for s in scored:
-                    f.write(json.dumps(s, default=str, ensure_ascii=False) + "\n")
-        (run.path / "summary.json").write_text(
-            json.dumps(summary, indent=2, default=_json_default), encoding="utf-8"
-        )
+        for label, lines in all_lines.items():
+            write_scores(lines, run.path / label / "scores.jsonl")
+        write_summary(summary, run.path / "summary.json")
     return summary
-
-
-def _json_default(x: Any) -> Any:
-    return str(x)
 
 
 def _aggregate(
     run: RunResult,
-    vs: Any,
-    scored: list[dict[str, Any]],
+    vs: VariantSet,
+    scored: list[ScoredLine],
     cfg: EvalConfig,
     commit: str | None,
     data_hash: str | None,
-) -> dict[str, Any]:
+) -> VariantAggregate:
     label = vs.label
     lines = run.lines.get(label, [])
     numeric = sorted(
         {
             k
             for s in scored
-            for k, v in s["scores"].items()
+            for k, v in s.scores.items()
             if isinstance(v, int | float)
             and not isinstance(v, bool)
             and not k.endswith(("_threshold", "_failed", "_std"))
         }
     )
-    ok_lines = [s for s in scored if s["error"] is None]
-    metrics = {k: mean_ci([s["scores"].get(k) for s in ok_lines]).to_dict() for k in numeric}
-    judge_failures = {
-        m: int(sum(s["scores"].get(f"{m}_failed", 0) for s in ok_lines))
-        for m in JUDGED
-        if any(m in s["scores"] for s in ok_lines)
-    }
+    ok = [s for s in scored if s.error is None]
+    judged = [m for m in JUDGED if any(m in s.scores for s in ok)]
+    metrics = {k: MetricStats.of(mean_ci([s.scores.get(k) for s in ok])) for k in numeric}
+    judge_failures = {m: int(sum(_num(s.scores.get(f"{m}_failed")) for s in ok)) for m in judged}
     pass_rates = {
-        m: sum(s["scores"].get(f"{m}_result") == "pass" for s in ok_lines) / len(ok_lines)
-        for m in JUDGED
-        if ok_lines and any(m in s["scores"] for s in ok_lines)
+        m: sum(s.scores.get(f"{m}_result") == "pass" for s in ok) / len(ok) for m in judged
     }
-    judge_std = {
-        m: mean_ci([s["scores"].get(f"{m}_std") for s in ok_lines]).mean
-        for m in JUDGED
-        if any(m in s["scores"] for s in ok_lines)
-    }
+    judge_std = {m: mean_ci([s.scores.get(f"{m}_std") for s in ok]).mean for m in judged}
     versions = sorted(
         {str(c["version_id"]) for ln in lines for c in ln.retrieved if c.get("version_id")}
     )
-    models = sorted({ln.model for ln in lines if ln.model})
     model_alias = None
     for node in run.flow.resolved_nodes(vs):
         for key in ("model", "deployment_name"):
             if isinstance(node.inputs.get(key), str):
                 model_alias = node.inputs[key]
-    errors = [{"line_id": s["line_id"], **(s["error"] or {})} for s in scored if s["error"]]
-    missing = len(run.rows) - len(scored)
-    return {
-        "n_lines": len(scored),
-        "n_missing": missing,
-        "n_errors": len(errors),
-        "errors": errors,
-        "metrics": metrics,
-        "judge_failures": judge_failures,
-        "judge_std": {k: (None if is_nan(v) else v) for k, v in judge_std.items()},
-        "pass_rates": pass_rates,
-        "params": {
-            "variant": label,
-            "variant_choice": vs.choice,
-            "prompt_hash": run.flow.prompt_hash(vs),
-            "index_version_ids": versions,
-            "model_alias": model_alias,
-            "model_deployments": models,
-            "judge": cfg.judge,
-            "repeats": cfg.repeats,
-            "data": str(run.request.data),
-            "data_sha256_16": data_hash,
-            "flow": _display_path(run.flow.path),
-            "git_commit": commit,
-            "run_id": run.run_id,
-        },
-    }
+    errors = [LineErrorRecord(line_id=s.line_id, **(s.error or {})) for s in scored if s.error]
+    return VariantAggregate(
+        n_lines=len(scored),
+        n_missing=len(run.rows) - len(scored),
+        n_errors=len(errors),
+        errors=errors,
+        metrics=metrics,
+        judge_failures=judge_failures,
+        judge_std={k: (None if is_nan(v) else v) for k, v in judge_std.items()},
+        pass_rates=pass_rates,
+        params=VariantParams(
+            variant=label,
+            variant_choice=vs.choice,
+            prompt_hash=run.flow.prompt_hash(vs),
+            index_version_ids=versions,
+            model_alias=model_alias,
+            model_deployments=sorted({ln.model for ln in lines if ln.model}),
+            judge=cfg.judge,
+            repeats=cfg.repeats,
+            data=str(run.request.data),
+            data_sha256_16=data_hash,
+            flow=_display_path(run.flow.path),
+            git_commit=commit,
+            run_id=run.run_id,
+        ),
+    )
+
+
+def _num(v: Any) -> float:
+    return 0.0 if is_nan(v) else float(v)

@@ -11,9 +11,10 @@ this score": ``variant``, ``prompt_hash``, ``index_version_ids``, ``model_alias`
 from __future__ import annotations
 
 import logging
+import math
 import os
-from typing import Any
 
+from evaluation.summary import EvalSummary
 from genaiops.settings import get_settings
 
 __all__ = ["log_summary", "tracking_uri"]
@@ -31,7 +32,7 @@ def tracking_uri() -> str:
 
 
 def log_summary(
-    summary: dict[str, Any],
+    summary: EvalSummary,
     artifacts: dict[str, str] | None = None,
     experiment: str = "genaiops-eval",
 ) -> dict[str, str]:
@@ -50,26 +51,25 @@ def log_summary(
         mlflow.create_experiment(experiment, artifact_location=artifacts_root.as_uri())
     mlflow.set_experiment(experiment)
     ids = {}
-    for label, agg in summary["variants"].items():
-        with mlflow.start_run(run_name=f"{summary['run_id']}/{label}") as run:
+    for label, agg in summary.variants.items():
+        with mlflow.start_run(run_name=f"{summary.run_id}/{label}") as run:
             params = {
                 k: (",".join(map(str, v)) if isinstance(v, list) else str(v))
-                for k, v in agg["params"].items()
-                if k != "variant_choice"
+                for k, v in agg.params.model_dump(exclude={"variant_choice"}).items()
             }
             mlflow.log_params({k: v[:500] for k, v in params.items()})
             metrics: dict[str, float] = {
-                "n_errors": float(agg["n_errors"]),
-                "n_lines": float(agg["n_lines"]),
+                "n_errors": float(agg.n_errors),
+                "n_lines": float(agg.n_lines),
             }
-            for name, m in agg["metrics"].items():
-                if m["mean"] == m["mean"]:  # not NaN
-                    metrics[name] = float(m["mean"])
-                metrics[f"{name}_n_nan"] = float(m["n_nan"])
-            for name, n in agg.get("judge_failures", {}).items():
+            for name, m in agg.metrics.items():
+                if not math.isnan(m.mean):
+                    metrics[name] = float(m.mean)
+                metrics[f"{name}_n_nan"] = float(m.n_nan)
+            for name, n in agg.judge_failures.items():
                 metrics[f"{name}_failed_judgements"] = float(n)
             mlflow.log_metrics(metrics)
-            mlflow.set_tags({"genaiops.run_id": summary["run_id"], "genaiops.variant": label})
+            mlflow.set_tags({"genaiops.run_id": summary.run_id, "genaiops.variant": label})
             for path in (artifacts or {}).values():
                 mlflow.log_artifact(path)
             ids[label] = run.info.run_id

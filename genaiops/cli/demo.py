@@ -8,6 +8,7 @@ prints the verdict with the report paths. The gateway is stopped on the way out.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -76,8 +77,8 @@ def demo(
                 "gate": gate.to_dict(),
                 "reports": outcome.reports,
                 "variants": {
-                    k: {m: v["mean"] for m, v in a["metrics"].items()}
-                    for k, a in outcome.summary["variants"].items()
+                    k: {m: (None if math.isnan(v.mean) else v.mean) for m, v in a.metrics.items()}
+                    for k, a in outcome.summary.variants.items()
                 },
             }
         )

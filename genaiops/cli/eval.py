@@ -7,6 +7,7 @@ genaiops eval gate --config evaluation/gate.yaml --baseline evaluation/baselines
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,6 +35,10 @@ def _mapping(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def _mean(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
 def _print_outcome(outcome: Any, json_: bool, extra: dict[str, Any] | None = None) -> None:
     from evaluation.reports import render_markdown
 
@@ -44,13 +49,14 @@ def _print_outcome(outcome: Any, json_: bool, extra: dict[str, Any] | None = Non
             "mlflow_runs": outcome.mlflow_runs,
             "variants": {
                 k: {
-                    "metrics": {m: v["mean"] for m, v in a["metrics"].items()},
-                    "n_errors": a["n_errors"],
-                    "judge_failures": a["judge_failures"],
-                    "params": a["params"],
+                    "metrics": {m: _mean(v.mean) for m, v in a.metrics.items()},
+                    "n_errors": a.n_errors,
+                    "judge_failures": a.judge_failures,
+                    "params": a.params.model_dump(mode="json"),
                 }
-                for k, a in outcome.summary["variants"].items()
+                for k, a in outcome.summary.variants.items()
             },
+            "skipped": [k.model_dump(mode="json") for k in outcome.summary.skipped],
             "gate": outcome.gate.to_dict() if outcome.gate else None,
             **(extra or {}),
         }
@@ -244,23 +250,27 @@ def ragas(
     """Score a run's lines with ragas metrics (offline ones, or LLM ones via the gateway)."""
     import json
 
+    from pydantic import TypeAdapter
+
     from evaluation.config import EvalConfig
     from evaluation.ragas_adapter import ragas_scores, ragas_summary
     from evaluation.runtime.runner import load_run
     from evaluation.scoring import line_sample
+    from evaluation.summary import MetricStats
 
     run = load_run(run_id)
     names = [m.strip() for m in metrics.split(",") if m.strip()]
     cfg = EvalConfig()
-    out: dict[str, Any] = {}
+    out: dict[str, dict[str, MetricStats]] = {}
     for label, lines in run.lines.items():
         samples = [line_sample(cfg, run.rows[ln.index], ln) for ln in lines if not ln.error]
         rows = ragas_scores(samples, names, llm=llm)
         out[label] = ragas_summary(rows, names)
-    (run.path / "ragas.json").write_text(json.dumps(out, indent=2, default=str))
+    data = TypeAdapter(dict[str, dict[str, MetricStats]]).dump_json(out, indent=2)
+    (run.path / "ragas.json").write_bytes(data)  # NaN as null, like summary.json
     if json_:
-        emit_json(out)
+        emit_json(json.loads(data))
         return
     for label, summ in out.items():
-        cells = ", ".join(f"{m}={v['mean']:.3f} (NaN {v['n_nan']})" for m, v in summ.items())
+        cells = ", ".join(f"{m}={v.mean:.3f} (NaN {v.n_nan})" for m, v in summ.items())
         console.print(f"{escape(label)}: {escape(cells)}")

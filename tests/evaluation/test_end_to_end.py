@@ -33,6 +33,6 @@ def test_gate_through_the_real_gateway(sample_index: Path, monkeypatch: pytest.M
     lines = out.run.lines["answer_prompt.terse"]
     assert [ln.error for ln in lines] == [None, None], [ln.error for ln in lines]
     assert all(ln.outputs["answer"] and ln.completion_tokens > 0 for ln in lines)
-    assert out.summary["variants"]["answer_prompt.terse"]["params"]["model_deployments"]
+    assert out.summary.variants["answer_prompt.terse"].params.model_deployments
     assert out.gate.passed, [c.describe() for c in out.gate.failures]
     assert os.path.exists(out.reports["markdown"])

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import copy
 import json
 import math
 from pathlib import Path
@@ -12,6 +11,14 @@ from evaluation.config import GateConfig, load_gate_config
 from evaluation.errors import GateError
 from evaluation.gate import evaluate_gate, load_baseline
 from evaluation.pipeline import run_gate
+from evaluation.summary import (
+    EvalSummary,
+    LineErrorRecord,
+    MetricStats,
+    ScoredLine,
+    VariantAggregate,
+    VariantParams,
+)
 from genaiops.errors import SpecError
 from tests.evaluation.fake_openai import FakeOpenAI
 from tests.evaluation.fixtures import copy_flow_with_degraded_variant
@@ -39,9 +46,9 @@ def test_degraded_variant_fails_good_variants_pass(
     assert out.gate is not None and not out.gate.passed
     failed = {(c.variant, c.metric) for c in out.gate.failures}
     assert failed == {("answer_prompt.degraded", "groundedness")}
-    per_variant = out.summary["variants"]
-    assert per_variant["answer_prompt.cited"]["metrics"]["groundedness"]["mean"] >= 4
-    assert per_variant["answer_prompt.degraded"]["metrics"]["groundedness"]["mean"] < 3
+    per_variant = out.summary.variants
+    assert per_variant["answer_prompt.cited"].metrics["groundedness"].mean >= 4
+    assert per_variant["answer_prompt.degraded"].metrics["groundedness"].mean < 3
 
     md = Path(out.reports["markdown"]).read_text()
     assert "FAILED" in md and "answer_prompt.degraded" in md
@@ -59,9 +66,9 @@ def test_degraded_variant_fails_good_variants_pass(
     base = load_baseline(str(Path(out.reports["summary"])), tmp_path)
     self_cmp = evaluate_gate(out.summary, only_good, base, "self")
     assert self_cmp.passed
-    swapped = copy.deepcopy(out.summary)
-    swapped["lines"]["answer_prompt.cited"] = out.summary["lines"]["answer_prompt.degraded"]
-    swapped["variants"]["answer_prompt.cited"] = out.summary["variants"]["answer_prompt.terse"]
+    swapped = out.summary.model_copy(deep=True)
+    swapped.lines["answer_prompt.cited"] = out.summary.lines["answer_prompt.degraded"]
+    swapped.variants["answer_prompt.cited"] = out.summary.variants["answer_prompt.terse"]
     worse = evaluate_gate(
         swapped, _gate_cfg(flow, variants=["answer_prompt.cited"], thresholds={}), base, "baseline"
     )
@@ -69,23 +76,22 @@ def test_degraded_variant_fails_good_variants_pass(
     assert reg and reg[0].metric == "groundedness" and "p=" in reg[0].detail
 
 
-def _summary(values: dict[str, list[float]], errors: int = 0) -> dict:
+def _summary(values: dict[str, list[float]], errors: int = 0) -> EvalSummary:
     lines = {
-        v: [{"line_id": f"q{i}", "error": None, "scores": {"rougeL": x}} for i, x in enumerate(xs)]
+        v: [ScoredLine(line_id=f"q{i}", scores={"rougeL": x}) for i, x in enumerate(xs)]
         for v, xs in values.items()
     }
     variants = {
-        v: {
-            "n_lines": len(xs),
-            "n_missing": 0,
-            "n_errors": errors,
-            "errors": [{"line_id": "q0", "message": "boom"}] * errors,
-            "judge_failures": {},
-            "metrics": {"rougeL": {"mean": sum(xs) / len(xs)}},
-        }
+        v: VariantAggregate(
+            n_lines=len(xs),
+            n_errors=errors,
+            errors=[LineErrorRecord(line_id="q0", message="boom")] * errors,
+            metrics={"rougeL": MetricStats(mean=sum(xs) / len(xs))},
+            params=VariantParams(variant=v),
+        )
         for v, xs in values.items()
     }
-    return {"variants": variants, "lines": lines}
+    return EvalSummary(run_id="r", flow="f", data="d", n_rows=1, variants=variants, lines=lines)
 
 
 def test_noise_does_not_fail_but_a_real_drop_does() -> None:
@@ -122,7 +128,32 @@ def test_gate_config_errors_name_file_and_key(tmp_path: Path) -> None:
 
 def test_nan_judgements_are_counted_by_the_gate() -> None:
     s = _summary({"v": [0.9]})
-    s["variants"]["v"]["judge_failures"] = {"groundedness": 2}
+    s.variants["v"].judge_failures = {"groundedness": 2}
     res = evaluate_gate(s, GateConfig())
     assert not res.passed and res.failures[0].metric == "failed_judgements"
     assert not math.isnan(res.failures[0].value or 0)
+
+
+def test_ci_runs_tests_and_the_same_lint_everywhere() -> None:
+    """GitHub Actions, Azure Pipelines and .ci/run run the tests and `make lint`, which is ruff
+    check + ruff format --check + mypy over every top-level package (evaluation.runtime too)."""
+    import tomllib
+
+    import yaml
+
+    makefile = (REPO / "Makefile").read_text()
+    lint = makefile.split("\nlint:", 1)[1].split("\n\n", 1)[0]
+    for tool in ("ruff check .", "ruff format --check .", "mypy"):
+        assert tool in lint, tool
+    ci = yaml.safe_load((REPO / ".github/workflows/ci.yml").read_text())
+    steps = [s.get("run", "") for job in ci["jobs"].values() for s in job["steps"]]
+    assert "make lint" in steps and any(s.startswith("make test") for s in steps)
+    azure = yaml.safe_load((REPO / ".azure-pipelines/eval-gate.yml").read_text())
+    scripts = [s.get("script", "") for s in azure["steps"]]
+    assert "make lint" in scripts and any(s.startswith("make test") for s in scripts)
+    run = (REPO / ".ci/run").read_text()
+    assert "make lint" in run and "make test" in run
+    mypy = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["mypy"]["packages"]
+    packages = sorted(p.parent.name for p in REPO.glob("*/__init__.py") if p.parent.name != "tests")
+    assert sorted(mypy) == packages  # every package (training/ too once it exists), no others
+    assert (REPO / "evaluation/runtime/__init__.py").exists()  # checked as part of evaluation

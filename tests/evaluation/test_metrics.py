@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from evaluation.config import EvalConfig
 from evaluation.metrics import (
     BleuEvaluator,
     EvalSample,
@@ -15,6 +16,7 @@ from evaluation.metrics import (
     SimilarityEvaluator,
     dedupe,
 )
+from evaluation.scoring import skipped_metrics
 from evaluation.stats import mean_ci, paired_worse_pvalue
 
 
@@ -107,3 +109,45 @@ def test_paired_test_separates_drop_from_noise() -> None:
     assert paired_worse_pvalue(dropped, base) < 0.01
     assert paired_worse_pvalue(noisy, base) > 0.3
     assert paired_worse_pvalue(base, base) == 1.0
+
+
+def test_reference_columns_are_recognised_by_their_common_names() -> None:
+    cfg = EvalConfig()
+    ours = cfg.resolve_mapping(["id", "question", "answer", "doc_ids"])
+    assert ours["ground_truth"] == "${data.answer}" and ours["reference_ids"] == "${data.doc_ids}"
+    azure = cfg.resolve_mapping(["query", "ground_truth", "answer"])  # azure-ai-evaluation
+    assert azure["ground_truth"] == "${data.ground_truth}" and azure["query"] == "${data.query}"
+    ragas = cfg.resolve_mapping(
+        ["user_input", "reference", "reference_contexts", "reference_context_ids"]
+    )
+    assert ragas["ground_truth"] == "${data.reference}"
+    assert ragas["reference_ids"] == "${data.reference_context_ids}"
+    assert ragas["reference_contexts"] == "${data.reference_contexts}"
+    assert ragas["query"] == "${data.user_input}"
+    assert "ground_truth" not in cfg.resolve_mapping(["question"])
+    explicit = EvalConfig(mapping={"ground_truth": "${data.gold}"})
+    assert explicit.resolve_mapping(["gold", "answer"])["ground_truth"] == "${data.gold}"
+
+
+def test_skipped_reference_metrics_are_named() -> None:
+    cfg = EvalConfig(metrics=["bleu", "rouge", "retrieval", "groundedness"])
+    rows = [{"question": "q1"}, {"question": "q2"}]
+    skipped = skipped_metrics(cfg, cfg.resolve_mapping(["question"]), rows)
+    assert [s.metric for s in skipped] == ["bleu", "rouge", "retrieval"]
+    assert "no ground_truth mapped" in skipped[0].reason and "ground_truth, reference, answer" in (
+        skipped[0].reason
+    )
+    assert skipped[0].n_lines_without == 2 and "evaluation.mapping.reference_ids" in (
+        skipped[2].reason
+    )
+    partial = [{"question": "q1", "ground_truth": "a", "doc_ids": ["d"]}, {"question": "q2"}]
+    mapping = cfg.resolve_mapping(["question", "ground_truth", "doc_ids"])
+    out = skipped_metrics(cfg, mapping, partial)
+    assert [(s.metric, s.n_lines_without) for s in out] == [
+        ("bleu", 1),
+        ("rouge", 1),
+        ("retrieval", 1),
+    ]
+    assert "1 of 2 lines have no 'ground_truth'" in out[0].reason
+    full = [{"question": "q", "ground_truth": "a", "doc_ids": ["d"]}]
+    assert skipped_metrics(cfg, mapping, full) == []
