@@ -30,6 +30,8 @@ FILTER_KEYS = {"doc_id", "source", "title", "url", "doc_id_prefix"}
 
 @dataclass(frozen=True)
 class RetrievedChunk:
+    """One hit with its provenance (version, document, offsets), so answers can cite it."""
+
     text: str
     score: float
     version_id: str
@@ -49,13 +51,15 @@ class RetrievedChunk:
 
 
 class _Loaded:
+    """One opened version: search structures, chunk table and the embedder it was built with."""
+
     def __init__(self, catalog: Catalog, version_id: str):
         self.version_id = version_id
         folder = catalog.version_dir(version_id)
         manifest = catalog.manifest(version_id)
-        self.params = StoreSpec.model_validate(manifest["spec"]["store"])
-        self.embedder_config = EmbedderConfig.model_validate(manifest["spec"]["embedder"])
-        self.model_id = manifest["model_id"]
+        self.params: StoreSpec = manifest.spec.store
+        self.embedder_config: EmbedderConfig = manifest.spec.embedder
+        self.model_id = manifest.model_id
         self.index: SearchIndex = get_backend(self.params).open(folder, self.params)
         self.db = sqlite3.connect(
             f"file:{folder / 'chunks.sqlite'}?mode=ro", uri=True, check_same_thread=False
