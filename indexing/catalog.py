@@ -48,6 +48,7 @@ from indexing.spec import is_name, shown
 __all__ = ["Catalog", "prune_embedding_cache", "read_chunks", "write_chunks"]
 
 _PREFIX_RE = re.compile(r"v-[0-9a-f]{2,16}")
+_STAGING_RE = re.compile(r"\.tmp-([0-9]+)-.+")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -199,9 +200,14 @@ class Catalog:
         return sorted(out, key=lambda m: (m.created_at, m.version_id))
 
     def staging_dir(self) -> Path:
-        """A fresh private folder for one build, tagged with our pid for later cleanup."""
+        """A fresh private folder for one build, named and tagged with our pid for cleanup.
+
+        The pid is in the name (``.tmp-<pid>-<random>``) so that a build killed before it
+        wrote ``owner.json`` still leaves debris the next build can recognise.
+        """
         self.versions_dir.mkdir(parents=True, exist_ok=True)
-        d = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.versions_dir))
+        prefix = f".tmp-{os.getpid()}-"
+        d = Path(tempfile.mkdtemp(prefix=prefix, dir=self.versions_dir))
         write_record(d / "owner.json", StagingOwner(pid=os.getpid(), started=time.time()))
         return d
 
@@ -235,8 +241,12 @@ class Catalog:
         if not self.versions_dir.is_dir():
             return removed
         for d in self.versions_dir.glob(".tmp-*"):
+            pid = _STAGING_RE.fullmatch(d.name)
             try:
-                alive = _pid_alive(read_record(d / "owner.json", StagingOwner).pid)
+                owner = (
+                    int(pid.group(1)) if pid else read_record(d / "owner.json", StagingOwner).pid
+                )
+                alive = _pid_alive(owner)
             except (OSError, IndexingError):
                 alive = time.time() - d.stat().st_mtime < 3600
             if not alive:
