@@ -197,3 +197,19 @@ def test_concurrent_builds_on_one_store(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_concurrent_builds_on_one_store_larger(tmp_path: Path) -> None:
     concurrent_builds(tmp_path, docs=20, mode="hybrid", b_in_process=False)
+
+
+def test_staging_of_a_build_killed_before_owner_json_is_removed(genaiops_home: Path) -> None:
+    """A build killed between creating its staging folder and writing owner.json left debris
+    that was kept for an hour; the pid in the folder name now identifies the dead builder."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    cat = Catalog("crash")
+    cat.versions_dir.mkdir(parents=True)
+    orphan = cat.versions_dir / f".tmp-{dead.pid}-abc123"
+    orphan.mkdir()
+    (orphan / "dense.faiss").write_bytes(b"half written")
+    live = cat.staging_dir()  # ours: the pid is alive, so it stays
+    assert live.name.startswith(f".tmp-{os.getpid()}-")
+    assert cat.clean_leftovers() == [orphan.name]
+    assert live.exists() and not orphan.exists()
