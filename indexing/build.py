@@ -63,10 +63,12 @@ class BuildResult:
     over_window: int = 0  # chunks longer than the embedder's input window (tails not embedded)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain fields, for ``--json``."""
         return asdict(self)
 
     @property
     def message(self) -> str:
+        """The one-line summary the CLI prints (quarantine and over-window warnings included)."""
         q = len(self.quarantined)
         head = f"completed with {q} quarantined" if q else "completed"
         return (

@@ -45,6 +45,7 @@ class RetrievedChunk:
     end: int
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain fields, for JSON output."""
         d = asdict(self)
         d["headings"] = list(self.headings)
         return d
@@ -122,11 +123,13 @@ class Retriever:
 
     @property
     def version_id(self) -> str:
+        """The version the alias points at now (loading it if the alias moved)."""
         return self._current().version_id
 
     def retrieve(
         self, query: str, k: int = 5, mode: Mode = "hybrid", filters: dict[str, Any] | None = None
     ) -> list[RetrievedChunk]:
+        """The best ``k`` chunks for ``query``; ``filters`` restrict by metadata first."""
         if mode not in ("dense", "lexical", "hybrid"):
             raise ConfigError(f"mode must be dense, lexical or hybrid, not {mode!r}")
         if k < 1:

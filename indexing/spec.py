@@ -249,11 +249,14 @@ def adhoc_spec(
     paths: list[str], name: str = "default", max_file_size: int | str | None = None
 ) -> IndexSpec:
     """The spec behind ``genaiops index build --source PATH``: defaults for everything else."""
-    extra = {} if max_file_size is None else {"max_file_size": max_file_size}
+    raw: dict[str, object] = {
+        "name": name,
+        "sources": [{"path": str(Path(p).resolve())} for p in paths],
+    }
+    if max_file_size is not None:
+        raw["max_file_size"] = max_file_size
     try:
-        spec = IndexSpec(
-            name=name, sources=[SourceSpec(path=str(Path(p).resolve())) for p in paths], **extra
-        )
+        spec = IndexSpec.model_validate(raw)
     except ValidationError as e:
         option = {"name": "--index", "max_file_size": "--max-file-size"}
         problems = [
