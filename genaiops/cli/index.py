@@ -80,7 +80,7 @@ def list_(
         return
     cat = Catalog(index)
     aliases = cat.aliases()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "version_id": m.version_id,
             "created_at": m.created_at,
