@@ -202,7 +202,7 @@ def main() -> None:
 
     cat = Catalog("python-docs", home=home)
     diff = cat.diff(cold["version_id"], edit["version_id"])
-    doc_chunks = cat.manifest(edit["version_id"])["documents"][edit_doc]["chunks"]
+    doc_chunks = cat.manifest(edit["version_id"]).documents[edit_doc].chunks
     raw = cold["raw_encode"]
     embed_s = cold["timings"]["embed"]
     result = {

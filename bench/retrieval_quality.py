@@ -164,7 +164,7 @@ def main() -> None:
     home = RESULTS / "retrieval_quality" / "home"
     threads = torch_threads()
     res = build(home)
-    store = Catalog("scifact", home=home).manifest(res.version_id)["spec"]["store"]
+    store = Catalog("scifact", home=home).manifest(res.version_id).spec.store.model_dump()
     qrels = load_qrels(scifact_dir())
     queries = load_queries(scifact_dir())
     qids = sorted(q for q in qrels if q in queries)[: 100 if args.quick else None]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -28,7 +27,14 @@ from genaiops.settings import get_settings
 from indexing.catalog import Catalog, write_chunks
 from indexing.chunking import Chunk, Chunker
 from indexing.embedcache import EmbeddingCache
-from indexing.sources import Document, Quarantined, discover, parse_file
+from indexing.records import (
+    DocumentEntry,
+    IndexManifest,
+    ManifestCounts,
+    QuarantineEntry,
+    write_record,
+)
+from indexing.sources import Document, Quarantined, SourceFile, discover, parse_file
 from indexing.spec import IndexSpec
 from indexing.store import get_backend
 
@@ -40,6 +46,8 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass
 class BuildResult:
+    """What one build did, for the CLI (``message``, ``--json``) and for callers' checks."""
+
     index: str
     version_id: str
     status: str  # "completed" | "completed_with_quarantine"
@@ -55,10 +63,12 @@ class BuildResult:
     over_window: int = 0  # chunks longer than the embedder's input window (tails not embedded)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain fields, for ``--json``."""
         return asdict(self)
 
     @property
     def message(self) -> str:
+        """The one-line summary the CLI prints (quarantine and over-window warnings included)."""
         q = len(self.quarantined)
         head = f"completed with {q} quarantined" if q else "completed"
         return (
@@ -77,6 +87,7 @@ def compute_version_id(
     model_id: str,
     file_hashes: list[tuple[int, str, str]],
 ) -> str:
+    """The content address of a build: spec fingerprint, model id and every file's hash."""
     payload = json.dumps(
         {"spec": spec.fingerprint(), "model": model_id, "files": sorted(file_hashes)},
         sort_keys=True,
@@ -144,6 +155,134 @@ def _embed_missing(
     return mat, len(order)
 
 
+@dataclass
+class _Parsed:
+    """What the parse stage hands on: unique documents, their chunks, and what it skipped."""
+
+    docs: dict[str, Document]
+    chunks: list[Chunk]
+    quarantined: list[Quarantined]
+
+
+def _parse_and_chunk(
+    spec: IndexSpec,
+    files: list[SourceFile],
+    quarantined: list[Quarantined],
+    progress: Progress | None,
+) -> _Parsed:
+    """Parse every file (problems are quarantined, never raised) and chunk each document once;
+    a second document with an id already seen is quarantined, not silently merged."""
+    chunker = Chunker(spec.chunker)
+    out = _Parsed({}, [], list(quarantined))
+    for n, f in enumerate(files, start=1):
+        for item in parse_file(f, spec.sources[f.source_index], spec.max_file_size):
+            if isinstance(item, Quarantined):
+                out.quarantined.append(item)
+            elif item.doc_id in out.docs:
+                first = out.docs[item.doc_id].source
+                out.quarantined.append(
+                    Quarantined(
+                        item.source,
+                        f"duplicate document id {item.doc_id!r} (first seen in {first})",
+                    )
+                )
+            else:
+                out.docs[item.doc_id] = item
+                out.chunks.extend(chunker.split(item))
+        if progress:
+            progress("parse", n, len(files))
+    return out
+
+
+def _embed_all(
+    spec: IndexSpec, chunks: list[Chunk], embedder: Embedder, home: Path, progress: Progress | None
+) -> tuple[np.ndarray, int]:
+    """Vectors for ``chunks`` through the shared embedding cache (closed again afterwards)."""
+    cache = EmbeddingCache(home / "cache" / "embeddings.sqlite")
+    try:
+        return _embed_missing(chunks, embedder, cache, progress, spec.embedder.batch_size)
+    finally:
+        cache.close()
+
+
+def _manifest(
+    spec: IndexSpec,
+    version_id: str,
+    files: list[SourceFile],
+    parsed: _Parsed,
+    model: tuple[str, int | None, str],
+    embedded: int,
+    over_window: int,
+    timings: dict[str, float],
+) -> IndexManifest:
+    """The manifest of a new version (``model``: embedder model id, vector dim, backend)."""
+    model_id, dim, backend = model
+    per_doc: dict[str, int] = {}
+    for c in parsed.chunks:
+        per_doc[c.doc_id] = per_doc.get(c.doc_id, 0) + 1
+    q = [QuarantineEntry(path=x.path, reason=x.reason) for x in parsed.quarantined]
+    return IndexManifest(
+        version_id=version_id,
+        index=spec.name,
+        created_at=time.time(),
+        status="completed_with_quarantine" if q else "completed",
+        spec=spec,
+        model_id=model_id,
+        dim=dim,
+        backend=backend,
+        counts=ManifestCounts(
+            documents=len(parsed.docs),
+            chunks=len(parsed.chunks),
+            embedded=embedded,
+            reused=len(parsed.chunks) - embedded,
+            quarantined=len(q),
+            files=len(files),
+            over_window=over_window,
+        ),
+        sources={f"{f.source_index}:{f.rel}": f.sha256 for f in files},
+        documents={
+            d.doc_id: DocumentEntry(
+                hash=d.content_hash,
+                source=d.source,
+                chunks=per_doc.get(d.doc_id, 0),
+                encoding=d.encoding,
+            )
+            for d in parsed.docs.values()
+        },
+        quarantine=q,
+        timings=timings,
+        git_commit=_git_commit(Path(spec.base_dir)),
+    )
+
+
+def _store(staging: Path, spec: IndexSpec, parsed: _Parsed, vectors: np.ndarray) -> str:
+    """Search structures and chunk table into ``staging``; returns the backend's name."""
+    backend = get_backend(spec.store)
+    backend.write(staging, [c.embed_text() for c in parsed.chunks], vectors, spec.store)
+    write_chunks(staging / "chunks.sqlite", parsed.chunks)
+    return backend.name
+
+
+def _result(
+    m: IndexManifest, *, embedded: int, reused_version: bool, promote: str | None, t0: float
+) -> BuildResult:
+    return BuildResult(
+        index=m.index,
+        version_id=m.version_id,
+        status=m.status,
+        documents=m.counts.documents,
+        chunks=m.counts.chunks,
+        embedded=embedded,
+        reused=m.counts.chunks - embedded,
+        quarantined=[q.model_dump() for q in m.quarantine],
+        reused_version=reused_version,
+        promoted=promote,
+        seconds=time.perf_counter() - t0,
+        timings=dict(m.timings),
+        over_window=m.counts.over_window,
+    )
+
+
 def build_index(
     spec: IndexSpec,
     *,
@@ -152,8 +291,13 @@ def build_index(
     embedder: Embedder | None = None,
     home: Path | None = None,
 ) -> BuildResult:
+    """Build the version of ``spec`` over the current files, or find it already published.
+
+    Stages: discover (hash files → version id) → parse + chunk → embed (cache first) → store +
+    publish; each is a function above.  Because the version id is content-addressed, an
+    unchanged corpus costs one discovery pass.  ``promote`` points that alias at the result.
+    """
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
     home = home or get_settings().home
     catalog = Catalog(spec.name, home=home)
     catalog.clean_leftovers()
@@ -162,127 +306,35 @@ def build_index(
     files, quarantined = discover(spec)
     file_hashes = [(f.source_index, f.rel, f.sha256) for f in files]
     version_id = compute_version_id(spec, embedder.model_id, file_hashes)
-    timings["discover"] = time.perf_counter() - t0
+    timings = {"discover": time.perf_counter() - t0}
 
     if catalog.has_version(version_id):
-        m = catalog.manifest(version_id)
         if promote:
             catalog.promote(version_id, promote)
-        return BuildResult(
-            spec.name,
-            version_id,
-            m["status"],
-            m["counts"]["documents"],
-            m["counts"]["chunks"],
-            0,
-            m["counts"]["chunks"],
-            m["quarantine"],
-            True,
-            promote,
-            time.perf_counter() - t0,
-            timings,
-            m["counts"].get("over_window", 0),
-        )
+        m = catalog.manifest(version_id)
+        result = _result(m, embedded=0, reused_version=True, promote=promote, t0=t0)
+        result.timings = timings
+        return result
 
-    # parse + chunk
     t = time.perf_counter()
-    chunker = Chunker(spec.chunker)
-    docs: dict[str, Document] = {}
-    chunks: list[Chunk] = []
-    for n, f in enumerate(files, start=1):
-        for item in parse_file(f, spec.sources[f.source_index]):
-            if isinstance(item, Quarantined):
-                quarantined.append(item)
-            elif item.doc_id in docs:
-                quarantined.append(
-                    Quarantined(
-                        item.source,
-                        f"duplicate document id {item.doc_id!r}"
-                        f" (first seen in {docs[item.doc_id].source})",
-                    )
-                )
-            else:
-                docs[item.doc_id] = item
-                chunks.extend(chunker.split(item))
-        if progress:
-            progress("parse", n, len(files))
+    parsed = _parse_and_chunk(spec, files, quarantined, progress)
     timings["parse_chunk"] = time.perf_counter() - t
-    over_window = _count_over_window(embedder, chunks)
+    over_window = _count_over_window(embedder, parsed.chunks)
 
-    # embed (cache first)
     t = time.perf_counter()
-    cache = EmbeddingCache(home / "cache" / "embeddings.sqlite")
-    try:
-        vectors, embedded = _embed_missing(
-            chunks, embedder, cache, progress, spec.embedder.batch_size
-        )
-    finally:
-        cache.close()
+    vectors, embedded = _embed_all(spec, parsed.chunks, embedder, home, progress)
     timings["embed"] = time.perf_counter() - t
 
-    # store into a private staging folder, then publish with one rename
+    # a crash anywhere in here leaves only a staging folder that the next build removes
     t = time.perf_counter()
-    staging = catalog.staging_dir()
-    try:
-        backend = get_backend(spec.store)
-        backend.write(staging, [c.embed_text() for c in chunks], vectors, spec.store)
-        write_chunks(staging / "chunks.sqlite", chunks)
-        per_doc: dict[str, int] = {}
-        for c in chunks:
-            per_doc[c.doc_id] = per_doc.get(c.doc_id, 0) + 1
+    with catalog.staging() as staging:
+        backend = _store(staging, spec, parsed, vectors)
         timings["store"] = time.perf_counter() - t
-        q = [{"path": x.path, "reason": x.reason} for x in quarantined]
-        status = "completed_with_quarantine" if q else "completed"
-        manifest = {
-            "version_id": version_id,
-            "index": spec.name,
-            "created_at": time.time(),
-            "status": status,
-            "spec": spec.model_dump(mode="json"),
-            "model_id": embedder.model_id,
-            "dim": int(vectors.shape[1]) if len(chunks) else None,
-            "backend": backend.name,
-            "counts": {
-                "documents": len(docs),
-                "chunks": len(chunks),
-                "embedded": embedded,
-                "reused": len(chunks) - embedded,
-                "quarantined": len(q),
-                "files": len(files),
-                "over_window": over_window,
-            },
-            "sources": {f"{f.source_index}:{f.rel}": f.sha256 for f in files},
-            "documents": {
-                d.doc_id: {
-                    "hash": d.content_hash,
-                    "source": d.source,
-                    "chunks": per_doc.get(d.doc_id, 0),
-                }
-                for d in docs.values()
-            },
-            "quarantine": q,
-            "timings": timings,
-            "git_commit": _git_commit(Path(spec.base_dir)),
-        }
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        dim = int(vectors.shape[1]) if parsed.chunks else None
+        model = (embedder.model_id, dim, backend)
+        manifest = _manifest(spec, version_id, files, parsed, model, embedded, over_window, timings)
+        write_record(staging / "manifest.json", manifest)
         catalog.publish(staging, version_id)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     if promote:
         catalog.promote(version_id, promote)
-    return BuildResult(
-        spec.name,
-        version_id,
-        status,
-        len(docs),
-        len(chunks),
-        embedded,
-        len(chunks) - embedded,
-        q,
-        False,
-        promote,
-        time.perf_counter() - t0,
-        timings,
-        over_window,
-    )
+    return _result(manifest, embedded=embedded, reused_version=False, promote=promote, t0=t0)

@@ -7,9 +7,14 @@
     <name>/versions/.tmp-*/          a build in progress (owner.json names its pid)
     <name>/aliases/<alias>.json      {"version": ..., "history": [...]}, replaced atomically
 
-A build works only in its own ``.tmp-*`` folder and publishes it with one ``rename``; aliases
-change by temp file + ``os.replace`` under an exclusive ``flock``.  A killed build therefore
-never damages a published version; its leftover folder is removed by the next build or ``gc``.
+The JSON files are the models of :mod:`indexing.records`.  A build works only in its own
+``.tmp-*`` folder and publishes it with one ``rename``; aliases change by temp file +
+``os.replace`` under an exclusive ``flock``.  A killed build therefore never damages a published
+version; its leftover folder is removed by the next build or ``gc``.
+
+Names and version ids given by users are checked before they touch a path: index and alias
+names match :data:`~indexing.spec.NAME_RE`, version ids ``v-`` + 16 hex digits, and a version
+folder that is a symlink is not a version -- only folders inside the index folder load.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -26,27 +32,23 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from genaiops.errors import AliasError, VersionNotFound
+from genaiops.errors import AliasError, IndexingError, VersionNotFound
 from genaiops.settings import get_settings
 from indexing.chunking import Chunk
-from indexing.spec import NAME_RE
+from indexing.records import (
+    VERSION_RE,
+    AliasRecord,
+    IndexManifest,
+    StagingOwner,
+    read_record,
+    write_record,
+)
+from indexing.spec import is_name, shown
 
 __all__ = ["Catalog", "prune_embedding_cache", "read_chunks", "write_chunks"]
 
-
-def _atomic_write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+_PREFIX_RE = re.compile(r"v-[0-9a-f]{2,16}")
+_STAGING_RE = re.compile(r"\.tmp-([0-9]+)-.+")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -61,6 +63,7 @@ def _pid_alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` for the ``with`` block (held across processes)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
@@ -71,6 +74,7 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def write_chunks(path: Path, chunks: Sequence[Chunk]) -> None:
+    """Chunk metadata and text in SQLite; the row number is the chunk's position in the store."""
     db = sqlite3.connect(path)
     try:
         db.execute(
@@ -119,6 +123,7 @@ def _row_to_chunk(r: Sequence[Any]) -> Chunk:
 
 
 def read_chunks(db: sqlite3.Connection, rows: Sequence[int] | None = None) -> dict[int, Chunk]:
+    """The chunks at ``rows`` (all when None), keyed by row: search hits name rows."""
     if rows is None:
         cur = db.execute("SELECT * FROM chunks ORDER BY row")
     else:
@@ -128,11 +133,18 @@ def read_chunks(db: sqlite3.Connection, rows: Sequence[int] | None = None) -> di
 
 
 class Catalog:
-    """The versions and aliases of one named index."""
+    """The versions and aliases of one named index.
+
+    >>> cat = Catalog("sample")                                          # doctest: +SKIP
+    >>> cat.promote(cat.resolve("v-1a2b"), "prod")                        # doctest: +SKIP
+    """
 
     def __init__(self, name: str = "default", home: Path | None = None):
-        if not NAME_RE.match(name):
-            raise AliasError(f"bad index name {name!r}")
+        if not is_name(name):
+            raise AliasError(
+                f"bad index name {shown(name)}: use 1-64 letters, digits, '_', '.', '-'"
+                " (starting with a letter or digit)"
+            )
         self.name = name
         self.root = (home or get_settings().home) / "indexes" / name
         self.versions_dir = self.root / "versions"
@@ -147,40 +159,68 @@ class Catalog:
         return sorted(
             d.name
             for d in root.iterdir()
-            if NAME_RE.match(d.name) and ((d / "versions").is_dir() or (d / "aliases").is_dir())
+            if is_name(d.name) and ((d / "versions").is_dir() or (d / "aliases").is_dir())
         )
 
     # -- versions -----------------------------------------------------------------------
     def version_dir(self, version_id: str) -> Path:
+        """The folder of ``version_id``; refuses anything that is not a version id."""
+        if not isinstance(version_id, str) or not VERSION_RE.fullmatch(version_id):
+            raise VersionNotFound(f"{shown(version_id)} is not a version id (v- and 16 hex digits)")
         return self.versions_dir / version_id
 
     def has_version(self, version_id: str) -> bool:
-        return (self.version_dir(version_id) / "manifest.json").is_file()
+        """A published version: a real folder (not a symlink) inside the index with a manifest."""
+        if not isinstance(version_id, str) or not VERSION_RE.fullmatch(version_id):
+            return False
+        d = self.versions_dir / version_id
+        return d.is_dir() and not d.is_symlink() and (d / "manifest.json").is_file()
 
-    def manifest(self, version_id: str) -> dict[str, Any]:
-        path = self.version_dir(version_id) / "manifest.json"
+    def manifest(self, version_id: str) -> IndexManifest:
+        """The manifest of a published version (it must name the folder it lies in)."""
+        d = self.version_dir(version_id)
+        if not self.has_version(version_id):
+            raise VersionNotFound(f"index {self.name!r} has no version {version_id!r}")
+        path = d / "manifest.json"
         try:
-            return dict(json.loads(path.read_text(encoding="utf-8")))
+            m = read_record(path, IndexManifest)
         except FileNotFoundError as e:
             raise VersionNotFound(f"index {self.name!r} has no version {version_id!r}") from e
+        if m.version_id != version_id:
+            raise IndexingError(f"{path}: manifest is for {m.version_id}, not {version_id}")
+        return m
 
-    def versions(self) -> list[dict[str, Any]]:
+    def versions(self) -> list[IndexManifest]:
         """Manifests of all published versions, oldest first."""
         if not self.versions_dir.is_dir():
             return []
-        out = []
-        for d in self.versions_dir.iterdir():
-            if d.name.startswith(".") or not (d / "manifest.json").is_file():
-                continue
-            out.append(self.manifest(d.name))
-        return sorted(out, key=lambda m: (m.get("created_at", 0), m["version_id"]))
+        out = [
+            self.manifest(d.name) for d in self.versions_dir.iterdir() if self.has_version(d.name)
+        ]
+        return sorted(out, key=lambda m: (m.created_at, m.version_id))
 
     def staging_dir(self) -> Path:
-        """A fresh private folder for one build, tagged with our pid for later cleanup."""
+        """A fresh private folder for one build, named and tagged with our pid for cleanup.
+
+        The pid is in the name (``.tmp-<pid>-<random>``) so that a build killed before it
+        wrote ``owner.json`` still leaves debris the next build can recognise.
+        """
         self.versions_dir.mkdir(parents=True, exist_ok=True)
-        d = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.versions_dir))
-        (d / "owner.json").write_text(json.dumps({"pid": os.getpid(), "started": time.time()}))
+        prefix = f".tmp-{os.getpid()}-"
+        d = Path(tempfile.mkdtemp(prefix=prefix, dir=self.versions_dir))
+        write_record(d / "owner.json", StagingOwner(pid=os.getpid(), started=time.time()))
         return d
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Path]:
+        """A fresh staging folder for the ``with`` block, removed if the block raises
+        (:meth:`publish` inside the block moves it into place)."""
+        d = self.staging_dir()
+        try:
+            yield d
+        except BaseException:
+            shutil.rmtree(d, ignore_errors=True)
+            raise
 
     def publish(self, staging: Path, version_id: str) -> bool:
         """Rename ``staging`` into place. False (and staging removed) if it already exists."""
@@ -201,10 +241,13 @@ class Catalog:
         if not self.versions_dir.is_dir():
             return removed
         for d in self.versions_dir.glob(".tmp-*"):
+            pid = _STAGING_RE.fullmatch(d.name)
             try:
-                owner = json.loads((d / "owner.json").read_text())
-                alive = _pid_alive(int(owner["pid"]))
-            except (OSError, ValueError, KeyError):
+                owner = (
+                    int(pid.group(1)) if pid else read_record(d / "owner.json", StagingOwner).pid
+                )
+                alive = _pid_alive(owner)
+            except (OSError, IndexingError):
                 alive = time.time() - d.stat().st_mtime < 3600
             if not alive:
                 shutil.rmtree(d, ignore_errors=True)
@@ -218,85 +261,85 @@ class Catalog:
 
     # -- aliases ------------------------------------------------------------------------
     def _alias_path(self, alias: str) -> Path:
-        if not NAME_RE.match(alias):
-            raise AliasError(f"bad alias name {alias!r}")
+        if not is_name(alias):
+            raise AliasError(
+                f"bad alias name {shown(alias)}: use 1-64 letters, digits, '_', '.', '-'"
+                " (starting with a letter or digit)"
+            )
         return self.aliases_dir / f"{alias}.json"
 
     def _lock(self) -> contextlib.AbstractContextManager[None]:
         return file_lock(self.root / ".lock")
 
-    def aliases(self) -> dict[str, str]:
-        out = {}
-        if self.aliases_dir.is_dir():
-            for p in sorted(self.aliases_dir.glob("*.json")):
-                if p.name.startswith("."):
-                    continue
-                out[p.stem] = json.loads(p.read_text())["version"]
-        return out
+    def _alias_files(self) -> list[Path]:
+        if not self.aliases_dir.is_dir():
+            return []
+        return [p for p in sorted(self.aliases_dir.glob("*.json")) if is_name(p.stem)]
 
-    def alias_record(self, alias: str) -> dict[str, Any]:
+    def aliases(self) -> dict[str, str]:
+        """Every alias and the version it points at."""
+        return {p.stem: read_record(p, AliasRecord).version for p in self._alias_files()}
+
+    def alias_record(self, alias: str) -> AliasRecord:
+        """An alias's target and rollback history."""
         try:
-            return dict(json.loads(self._alias_path(alias).read_text()))
+            return read_record(self._alias_path(alias), AliasRecord)
         except FileNotFoundError as e:
             raise VersionNotFound(f"index {self.name!r} has no alias {alias!r}") from e
 
     def resolve(self, ref: str) -> str:
-        """A version id, or the version an alias points at."""
+        """A version id, the version an alias points at, or the one version id starting with
+        ``ref`` (``v-`` and at least 2 hex digits); nothing else -- a path never resolves."""
         if self.has_version(ref):
             return ref
-        with contextlib.suppress(AliasError):
-            if self._alias_path(ref).is_file():
-                return str(self.alias_record(ref)["version"])
-        matches = [m["version_id"] for m in self.versions() if m["version_id"].startswith(ref)]
-        if len(matches) == 1 and len(ref) >= 4:
-            return matches[0]
-        raise VersionNotFound(f"index {self.name!r} has no version or alias {ref!r}")
+        if is_name(ref) and self._alias_path(ref).is_file():
+            return self.alias_record(ref).version
+        if _PREFIX_RE.fullmatch(ref):
+            matches = [m.version_id for m in self.versions() if m.version_id.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+        raise VersionNotFound(f"index {self.name!r} has no version or alias {shown(ref)}")
 
-    def promote(self, version_id: str, alias: str) -> dict[str, Any]:
+    def promote(self, version_id: str, alias: str) -> AliasRecord:
+        """Point ``alias`` at ``version_id`` atomically; the old target joins the history."""
         if not self.has_version(version_id):
+            self.version_dir(version_id)  # a non-id gets its own message
             raise VersionNotFound(f"index {self.name!r} has no version {version_id!r}")
         path = self._alias_path(alias)
         with self._lock():
             try:
-                rec = json.loads(path.read_text())
+                old: AliasRecord | None = read_record(path, AliasRecord)
             except FileNotFoundError:
-                rec = {"version": None, "history": []}
-            if rec["version"] == version_id:
-                return dict(rec)
-            if rec["version"]:
-                rec["history"].append(rec["version"])
-            rec.update(version=version_id, updated_at=time.time())
-            _atomic_write_json(path, rec)
-            return dict(rec)
+                old = None
+            if old is not None and old.version == version_id:
+                return old
+            history = [*old.history, old.version] if old is not None else []
+            rec = AliasRecord(version=version_id, history=history, updated_at=time.time())
+            write_record(path, rec)
+            return rec
 
-    def rollback(self, alias: str) -> dict[str, Any]:
+    def rollback(self, alias: str) -> AliasRecord:
+        """Point ``alias`` back at the newest earlier version that still exists."""
         path = self._alias_path(alias)
         with self._lock():
             rec = self.alias_record(alias)
-            history = [v for v in rec["history"] if self.has_version(v)]
+            history = [v for v in rec.history if self.has_version(v)]
             if not history:
                 raise AliasError(f"alias {alias!r} has no earlier version to roll back to")
-            rec["version"] = history.pop()
-            rec["history"] = history
-            rec["updated_at"] = time.time()
-            _atomic_write_json(path, rec)
-            return dict(rec)
+            rec = AliasRecord(version=history.pop(), history=history, updated_at=time.time())
+            write_record(path, rec)
+            return rec
 
     def protected(self) -> set[str]:
         """Versions that aliases point at now or could roll back to."""
-        keep: set[str] = set()
-        if self.aliases_dir.is_dir():
-            for p in self.aliases_dir.glob("*.json"):
-                if not p.name.startswith("."):
-                    keep.add(json.loads(p.read_text())["version"])
-        return keep
+        return {read_record(p, AliasRecord).version for p in self._alias_files()}
 
     def gc(self, keep: int) -> dict[str, list[str]]:
         """Delete all but the newest ``keep`` versions; never an aliased one."""
         with self._lock():
             leftovers = self.clean_leftovers()
             protected = self.protected()
-            versions = [m["version_id"] for m in self.versions()]
+            versions = [m.version_id for m in self.versions()]
             newest = set(versions[-keep:]) if keep > 0 else set()
             deleted = []
             for v in versions:
@@ -309,12 +352,11 @@ class Catalog:
             for d in self.versions_dir.glob(".del-*"):
                 shutil.rmtree(d, ignore_errors=True)
             # drop rollback history that points at deleted versions
-            for p in self.aliases_dir.glob("*.json") if self.aliases_dir.is_dir() else []:
-                rec = json.loads(p.read_text())
-                hist = [v for v in rec.get("history", []) if self.has_version(v)]
-                if hist != rec.get("history", []):
-                    rec["history"] = hist
-                    _atomic_write_json(p, rec)
+            for p in self._alias_files():
+                rec = read_record(p, AliasRecord)
+                hist = [v for v in rec.history if self.has_version(v)]
+                if hist != rec.history:
+                    write_record(p, rec.model_copy(update={"history": hist}))
             return {
                 "deleted": deleted,
                 "kept": [v for v in versions if v not in deleted],
@@ -322,15 +364,16 @@ class Catalog:
             }
 
     def diff(self, v1: str, v2: str) -> dict[str, Any]:
+        """Documents added, removed and changed, and chunk counts, from ``v1`` to ``v2``."""
         a, b = self.manifest(self.resolve(v1)), self.manifest(self.resolve(v2))
-        da, db = a["documents"], b["documents"]
-        ca, cb = self._chunk_hashes(a["version_id"]), self._chunk_hashes(b["version_id"])
+        da, db = a.documents, b.documents
+        ca, cb = self._chunk_hashes(a.version_id), self._chunk_hashes(b.version_id)
         return {
-            "from": a["version_id"],
-            "to": b["version_id"],
+            "from": a.version_id,
+            "to": b.version_id,
             "docs_added": sorted(set(db) - set(da)),
             "docs_removed": sorted(set(da) - set(db)),
-            "docs_changed": sorted(d for d in set(da) & set(db) if da[d]["hash"] != db[d]["hash"]),
+            "docs_changed": sorted(d for d in set(da) & set(db) if da[d].hash != db[d].hash),
             "chunks_added": len(cb - ca),
             "chunks_removed": len(ca - cb),
             "chunks_unchanged": len(ca & cb),
@@ -340,8 +383,7 @@ class Catalog:
         """(model id, chunk hash) of every chunk in every published version."""
         keys: set[tuple[str, str]] = set()
         for m in self.versions():
-            model = m["model_id"]
-            keys.update((model, h) for h in self._chunk_hashes(m["version_id"]))
+            keys.update((m.model_id, h) for h in self._chunk_hashes(m.version_id))
         return keys
 
     def _chunk_hashes(self, version_id: str) -> set[str]:

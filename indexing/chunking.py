@@ -25,6 +25,9 @@ FENCE_RE = re.compile(r"^(```|~~~)", re.MULTILINE)
 
 @dataclass
 class Chunk:
+    """A piece of a document with its offsets and heading path (provenance for citations);
+    ``hash`` of the embedded text keys the embedding cache."""
+
     chunk_id: str
     doc_id: str
     title: str
@@ -46,6 +49,7 @@ class Chunk:
             self.hash = hashlib.sha256(self.embed_text().encode()).hexdigest()
 
     def to_dict(self) -> dict[str, object]:
+        """Plain fields, for JSON output."""
         return asdict(self)
 
 
@@ -86,6 +90,8 @@ class Chunker:
         )
 
     def split(self, doc: Document) -> list[Chunk]:
+        """Chunks of at most ``size`` tokens, within one Markdown section each when header-aware
+        (so a chunk's heading path is true), with offsets into ``doc.text``."""
         header_aware = self.spec.header_aware and doc.format in ("markdown", "html")
         sections = _sections(doc.text) if header_aware else [(0, len(doc.text), [])]
         chunks: list[Chunk] = []

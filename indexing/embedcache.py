@@ -16,6 +16,12 @@ __all__ = ["EmbeddingCache"]
 
 
 class EmbeddingCache:
+    """Vectors by (model id, chunk hash), shared by all indexes so nothing is embedded twice.
+
+    >>> cache = EmbeddingCache(home / "cache" / "embeddings.sqlite")     # doctest: +SKIP
+    >>> cache.get_many(model_id, hashes)                                  # doctest: +SKIP
+    """
+
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -28,6 +34,7 @@ class EmbeddingCache:
         )
 
     def get_many(self, model: str, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        """The cached vectors among ``hashes`` (missing ones are simply absent)."""
         found: dict[str, np.ndarray] = {}
         unique = list(dict.fromkeys(hashes))
         for i in range(0, len(unique), 500):
@@ -44,6 +51,7 @@ class EmbeddingCache:
         return found
 
     def put_many(self, model: str, items: dict[str, np.ndarray]) -> None:
+        """Store vectors in one transaction (a killed build keeps every finished batch)."""
         rows = [
             (model, h, int(v.shape[0]), np.asarray(v, dtype=np.float32).tobytes())
             for h, v in items.items()
@@ -74,10 +82,12 @@ class EmbeddingCache:
         return int(cur.rowcount)
 
     def count(self, model: str | None = None) -> int:
+        """How many vectors are cached (for one model, or all)."""
         if model is None:
             return int(self._db.execute("SELECT COUNT(*) FROM emb").fetchone()[0])
         q = "SELECT COUNT(*) FROM emb WHERE model=?"
         return int(self._db.execute(q, [model]).fetchone()[0])
 
     def close(self) -> None:
+        """Close the SQLite connection."""
         self._db.close()

@@ -30,6 +30,8 @@ FILTER_KEYS = {"doc_id", "source", "title", "url", "doc_id_prefix"}
 
 @dataclass(frozen=True)
 class RetrievedChunk:
+    """One hit with its provenance (version, document, offsets), so answers can cite it."""
+
     text: str
     score: float
     version_id: str
@@ -43,19 +45,22 @@ class RetrievedChunk:
     end: int
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain fields, for JSON output."""
         d = asdict(self)
         d["headings"] = list(self.headings)
         return d
 
 
 class _Loaded:
+    """One opened version: search structures, chunk table and the embedder it was built with."""
+
     def __init__(self, catalog: Catalog, version_id: str):
         self.version_id = version_id
         folder = catalog.version_dir(version_id)
         manifest = catalog.manifest(version_id)
-        self.params = StoreSpec.model_validate(manifest["spec"]["store"])
-        self.embedder_config = EmbedderConfig.model_validate(manifest["spec"]["embedder"])
-        self.model_id = manifest["model_id"]
+        self.params: StoreSpec = manifest.spec.store
+        self.embedder_config: EmbedderConfig = manifest.spec.embedder
+        self.model_id = manifest.model_id
         self.index: SearchIndex = get_backend(self.params).open(folder, self.params)
         self.db = sqlite3.connect(
             f"file:{folder / 'chunks.sqlite'}?mode=ro", uri=True, check_same_thread=False
@@ -118,11 +123,13 @@ class Retriever:
 
     @property
     def version_id(self) -> str:
+        """The version the alias points at now (loading it if the alias moved)."""
         return self._current().version_id
 
     def retrieve(
         self, query: str, k: int = 5, mode: Mode = "hybrid", filters: dict[str, Any] | None = None
     ) -> list[RetrievedChunk]:
+        """The best ``k`` chunks for ``query``; ``filters`` restrict by metadata first."""
         if mode not in ("dense", "lexical", "hybrid"):
             raise ConfigError(f"mode must be dense, lexical or hybrid, not {mode!r}")
         if k < 1:

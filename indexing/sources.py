@@ -2,22 +2,42 @@
 
 Formats: Markdown, plain text, HTML (main content via trafilatura, kept as Markdown so headings
 survive), PDF (pypdf) and JSONL records (one document per line, configurable fields).
+
+Text is UTF-8 when it decodes as UTF-8; otherwise ``charset-normalizer`` detects the encoding
+(Latin-1, cp1252, cp1251, ...) and the document records which one was used.  When the detector
+finds Windows-1252 as plausible as its first pick, cp1252 wins: short Western texts give it too
+little to tell cp1252 from cp1250 or Mac encodings, and cp1252 is what browsers assume for
+legacy text (WHATWG).  Only bytes no encoding fits (and NUL bytes) are quarantined.  JSONL stays
+UTF-8 per line (RFC 8259).  Files larger than the spec's ``max_file_size`` are quarantined
+unread, so one huge or endless file cannot exhaust memory.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import fnmatch
 import hashlib
 import io
 import json
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from genaiops.errors import SourceError
-from indexing.spec import IndexSpec, SourceSpec
+from indexing.spec import DEFAULT_MAX_FILE_SIZE, IndexSpec, SourceSpec
 
-__all__ = ["Document", "Quarantined", "SourceFile", "discover", "parse_file"]
+__all__ = [
+    "Document",
+    "Quarantined",
+    "SourceFile",
+    "decode_text",
+    "discover",
+    "parse_file",
+    "read_capped",
+]
 
 SUFFIX_FORMAT = {
     ".md": "markdown",
@@ -33,6 +53,8 @@ SUFFIX_FORMAT = {
 
 @dataclass(frozen=True)
 class SourceFile:
+    """A file the spec selects, with the hash of its bytes (part of the version id)."""
+
     source_index: int
     path: Path
     rel: str  # posix path relative to the source root (stable across machines)
@@ -42,6 +64,8 @@ class SourceFile:
 
 @dataclass
 class Document:
+    """One parsed document; ``content_hash`` decides whether a rebuild re-chunks it."""
+
     doc_id: str
     title: str
     text: str
@@ -49,6 +73,7 @@ class Document:
     source: str
     format: str
     content_hash: str = field(default="")
+    encoding: str | None = None  # the text encoding decoded with (None for PDF)
 
     def __post_init__(self) -> None:
         if not self.content_hash:
@@ -58,6 +83,8 @@ class Document:
 
 @dataclass(frozen=True)
 class Quarantined:
+    """A file or record left out of the build, with the reason the manifest records."""
+
     path: str
     reason: str
 
@@ -66,6 +93,29 @@ def _file_format(path: Path, source: SourceSpec) -> str | None:
     if source.format != "auto":
         return source.format
     return SUFFIX_FORMAT.get(path.suffix.lower())
+
+
+def read_capped(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, else :class:`SourceError`.
+
+    Checked on the open file and while reading, so a file that grows, a FIFO or a device
+    (``/dev/zero``) cannot make the build read without bound.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise SourceError(str(path), "not a regular file")
+        if st.st_size > limit:
+            raise SourceError(str(path), _too_large(st.st_size, limit))
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise SourceError(str(path), _too_large(len(data), limit))
+    return data
+
+
+def _too_large(size: int, limit: int) -> str:
+    return f"too large: {size} bytes, more than max_file_size {limit} bytes"
 
 
 def discover(spec: IndexSpec) -> tuple[list[SourceFile], list[Quarantined]]:
@@ -92,7 +142,10 @@ def discover(spec: IndexSpec) -> tuple[list[SourceFile], list[Quarantined]]:
                 skipped.append(Quarantined(str(path), f"unsupported file type {path.suffix!r}"))
                 continue
             try:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                digest = hashlib.sha256(read_capped(path, spec.max_file_size)).hexdigest()
+            except SourceError as e:
+                skipped.append(Quarantined(e.path, e.reason))
+                continue
             except OSError as e:
                 skipped.append(Quarantined(str(path), f"unreadable: {e.strerror or e}"))
                 continue
@@ -100,15 +153,33 @@ def discover(spec: IndexSpec) -> tuple[list[SourceFile], list[Quarantined]]:
     return files, skipped
 
 
-def _decode(path: Path, data: bytes) -> str:
+_UTF_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)
+_PLAUSIBLE = 0.02  # chaos margin within which cp1252 counts as "as plausible" as the first pick
+
+
+def decode_text(path: Path, data: bytes) -> tuple[str, str]:
+    """``(text, encoding)`` of a text file's bytes; :class:`SourceError` if none fits."""
     if not data.strip():
         raise SourceError(str(path), "empty document")
-    if b"\x00" in data[:8192]:
+    if b"\x00" in data[:8192] and not data.startswith(_UTF_BOMS):
         raise SourceError(str(path), "binary content (NUL bytes) in a text file")
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError as e:
-        raise SourceError(str(path), f"bad encoding: not valid UTF-8 at byte {e.start}") from e
+        first_bad = e.start
+    from charset_normalizer import from_bytes
+
+    matches = list(from_bytes(data))
+    if not matches:
+        raise SourceError(
+            str(path), f"bad encoding: not UTF-8 (byte {first_bad}) and no text encoding fits"
+        )
+    best = matches[0]
+    for m in matches:
+        if m.chaos <= best.chaos + _PLAUSIBLE and "cp1252" in m.could_be_from_charset:
+            with contextlib.suppress(UnicodeDecodeError):
+                return data.decode("cp1252"), "cp1252"
+    return str(best), codecs.lookup(best.encoding).name
 
 
 def _markdown_title(text: str, fallback: str) -> str:
@@ -171,9 +242,17 @@ def _parse_pdf(path: Path, data: bytes) -> str:
 def _parse_jsonl(
     f: SourceFile,
     source: SourceSpec,
+    max_bytes: int,
 ) -> Iterator[Document | Quarantined]:
     fields = source.jsonl
-    data = f.path.read_bytes()
+    try:
+        data = read_capped(f.path, max_bytes)
+    except SourceError as e:
+        yield Quarantined(e.path, e.reason)
+        return
+    except OSError as e:
+        yield Quarantined(str(f.path), f"unreadable: {e.strerror or e}")
+        return
     if not data.strip():
         yield Quarantined(str(f.path), "empty document")
         return
@@ -198,29 +277,31 @@ def _parse_jsonl(
             continue
         title = str(rec.get(fields.title) or "") if fields.title else ""
         url = str(rec.get(fields.url) or "") if fields.url else ""
-        yield Document(str(doc_id), title, text, url, f"{f.rel}:{n}", "jsonl")
+        yield Document(str(doc_id), title, text, url, f"{f.rel}:{n}", "jsonl", encoding="utf-8")
 
 
-def parse_file(f: SourceFile, source: SourceSpec) -> Iterator[Document | Quarantined]:
+def parse_file(
+    f: SourceFile, source: SourceSpec, max_bytes: int = DEFAULT_MAX_FILE_SIZE
+) -> Iterator[Document | Quarantined]:
     """Documents in one file; problems come back as :class:`Quarantined`, never raised."""
     if f.format == "jsonl":
-        yield from _parse_jsonl(f, source)
+        yield from _parse_jsonl(f, source, max_bytes)
         return
     try:
-        data = f.path.read_bytes()
+        data = read_capped(f.path, max_bytes)
         url = f.path.resolve().as_uri()
         if f.format == "pdf":
             text = _parse_pdf(f.path, data)
             yield Document(f.rel, f.path.stem, text, url, f.rel, "pdf")
             return
-        raw = _decode(f.path, data)
+        raw, encoding = decode_text(f.path, data)
         if f.format == "html":
             title, text = _parse_html(f.path, raw)
         else:
             title, text = _markdown_title(raw, f.path.stem), raw
         if not text.strip():
             raise SourceError(str(f.path), "empty document")
-        yield Document(f.rel, title, text, url, f.rel, f.format)
+        yield Document(f.rel, title, text, url, f.rel, f.format, encoding=encoding)
     except SourceError as e:
         yield Quarantined(e.path, e.reason)
     except OSError as e:

@@ -1,37 +1,82 @@
 """Index specs: what to index and how, as YAML validated with ``extra="forbid"``.
 
     name: sample
+    env: [GENAIOPS_SAMPLE_CORPUS]          # the only variables the paths below may read
     sources:
-      - path: ${GENAIOPS_SAMPLE_DIR:-../../datasets/sample/corpus}
+      - path: ${GENAIOPS_SAMPLE_CORPUS:-../../datasets/sample/corpus}
         glob: "**/*"
+    max_file_size: 100 MiB                 # larger source files are quarantined
     chunker: {size: 256, overlap: 32}
     embedder: {provider: local}
     store: {kind: faiss, dense: flat}
 
-Relative source paths resolve against the spec file's folder; ``${VAR}`` and ``${VAR:-default}``
-expand from the environment, so specs for data outside the repo take the path from an env var.
+Relative source paths resolve against the spec file's folder.  ``${VAR}`` and ``${VAR:-default}``
+in a source path expand from the environment, so specs for data outside the repo take the path
+from an env var -- but only variables the spec lists under ``env:``, and only names that say they
+hold a location (``*_DIR``, ``*_PATH``, ``*_ROOT``, ``*_CORPUS``).  A spec handed to someone else
+can therefore not pull their ``GENAIOPS_ADMIN_KEY`` into a path, and errors about an interpolated
+path show the spec's text and the variable's *name*, never its value.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from genaiops.errors import SpecError
 from genaiops.providers.embeddings import EmbedderConfig
-from genaiops.specs import load_yaml_model
+from genaiops.specs import format_validation_error, load_yaml_model
 
-__all__ = ["ChunkerSpec", "IndexSpec", "JsonlFields", "SourceSpec", "StoreSpec", "load_index_spec"]
+__all__ = [
+    "DEFAULT_MAX_FILE_SIZE",
+    "ChunkerSpec",
+    "IndexSpec",
+    "JsonlFields",
+    "SourceSpec",
+    "StoreSpec",
+    "adhoc_spec",
+    "is_name",
+    "load_index_spec",
+    "shown",
+]
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""Index and alias names: also folder and file names, so no '/', no leading '.', no controls."""
+ENV_NAME_RE = re.compile(r"[A-Z][A-Z0-9_]*_(?:DIR|PATH|ROOT|CORPUS)")
+"""Environment variables a spec may list under ``env:``: names of data locations only."""
+DEFAULT_MAX_FILE_SIZE = ByteSize(100 * 2**20)
+
+
+def is_name(value: str) -> bool:
+    """Whether ``value`` is a valid index or alias name (whole-string match: no trailing '\\n')."""
+    return isinstance(value, str) and NAME_RE.fullmatch(value) is not None
+
+
+def shown(value: object, limit: int = 70) -> str:
+    """``repr`` of a user-given value for a one-line error: control characters escaped, cut."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 Format = Literal["auto", "markdown", "text", "html", "pdf", "jsonl"]
 
 
 class JsonlFields(BaseModel):
+    """Which keys of a JSONL record hold the id, title, text and url (corpora disagree)."""
+
     model_config = ConfigDict(extra="forbid")
 
     id: str = "id"
@@ -41,6 +86,8 @@ class JsonlFields(BaseModel):
 
 
 class SourceSpec(BaseModel):
+    """One file or folder to index, and how its files are read."""
+
     model_config = ConfigDict(extra="forbid")
 
     path: str = Field(description="A file or folder; relative to the spec file.")
@@ -51,6 +98,8 @@ class SourceSpec(BaseModel):
 
 
 class ChunkerSpec(BaseModel):
+    """Chunk size and overlap in project tokens (they decide the chunks, so the version id)."""
+
     model_config = ConfigDict(extra="forbid")
 
     size: int = Field(default=256, ge=16, le=8192, description="Chunk size in tokens.")
@@ -65,6 +114,8 @@ class ChunkerSpec(BaseModel):
 
 
 class StoreSpec(BaseModel):
+    """Search-structure parameters, stored in the manifest so a reader opens what was built."""
+
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["faiss"] = "faiss"
@@ -80,11 +131,26 @@ class StoreSpec(BaseModel):
 
 
 class IndexSpec(BaseModel):
+    """A whole index spec: what to read, how to chunk, embed and store it.
+
+    ``fingerprint()`` is the part that decides the built content (and so the version id).
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     name: str = "default"
     description: str = ""
+    env: list[str] = Field(
+        default_factory=list,
+        description="Environment variables source paths may read (names ending _DIR, _PATH,"
+        " _ROOT or _CORPUS).",
+    )
     sources: list[SourceSpec] = Field(min_length=1)
+    max_file_size: ByteSize = Field(
+        default=DEFAULT_MAX_FILE_SIZE,
+        gt=0,
+        description="Source files larger than this are quarantined ('100 MiB', '2 GB', bytes).",
+    )
     chunker: ChunkerSpec = Field(default_factory=ChunkerSpec)
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     store: StoreSpec = Field(default_factory=StoreSpec)
@@ -93,17 +159,33 @@ class IndexSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not NAME_RE.match(v):
-            raise ValueError("name must be 1-64 of letters, digits, '_', '.', '-'")
+        if not is_name(v):
+            raise ValueError(
+                "name must be 1-64 of letters, digits, '_', '.', '-' (starting with a letter"
+                " or digit)"
+            )
         return v
 
+    @field_validator("env")
+    @classmethod
+    def _env(cls, names: list[str]) -> list[str]:
+        bad = [n for n in names if not ENV_NAME_RE.fullmatch(n)]
+        if bad:
+            raise ValueError(
+                f"{shown(bad[0])} cannot be read: only variables that name a data location"
+                " (upper case, ending _DIR, _PATH, _ROOT or _CORPUS) may be listed"
+            )
+        return names
+
     def source_root(self, source: SourceSpec) -> Path:
-        p = Path(expand_env(source.path)).expanduser()
+        """The absolute file or folder ``source`` names (after ``${VAR}`` expansion)."""
+        p = Path(expand_env(source.path, self.env)[0]).expanduser()
         return (p if p.is_absolute() else (Path(self.base_dir) / p)).resolve()
 
     def fingerprint(self) -> dict[str, object]:
-        """What decides the built content (folders excluded: moving the corpus changes nothing)."""
-        data = self.model_dump(exclude={"base_dir", "description"})
+        """What decides the built content (folders excluded: moving the corpus changes nothing;
+        ``env`` and ``max_file_size`` only choose files, which the file hashes already record)."""
+        data = self.model_dump(exclude={"base_dir", "description", "env", "max_file_size"})
         for s in data["sources"]:
             s.pop("path")
         return data
@@ -112,35 +194,75 @@ class IndexSpec(BaseModel):
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def expand_env(value: str) -> str:
+def expand_env(value: str, allowed: Collection[str]) -> tuple[str, list[str]]:
+    """``value`` with ``${VAR}`` / ``${VAR:-default}`` expanded, and the names read from the
+    environment.  Only names in ``allowed`` are looked up; the error for any other names the
+    variable (never a value), so a hostile spec cannot print a secret."""
+    used: list[str] = []
+
     def sub(m: re.Match[str]) -> str:
         name, default = m.group(1), m.group(2)
+        if name not in allowed:
+            raise SpecError(
+                "<spec>",
+                [("", f"${{{name}}} is not listed under env: (a spec reads only what it lists)")],
+            )
         v = os.environ.get(name)
         if v:
+            used.append(name)
             return v
         if default is not None:
             return default
-        raise SpecError("<spec>", [("sources.path", f"environment variable {name} is not set")])
+        raise SpecError("<spec>", [("", f"environment variable {name} is not set")])
 
-    return _ENV_RE.sub(sub, value)
+    return _ENV_RE.sub(sub, value), used
+
+
+def _check_root(spec: IndexSpec, i: int, where: str) -> None:
+    """One source's root exists and is a regular file or a folder; errors show no env values."""
+    source = spec.sources[i]
+    key = f"sources.{i}.path"
+    try:
+        _, used = expand_env(source.path, spec.env)
+        root = spec.source_root(source)
+    except SpecError as e:
+        raise SpecError(where, [(key, e.problems[0][1])]) from e
+    shown_path = (
+        f"{source.path!r} (with {', '.join(used)} from the environment)" if used else str(root)
+    )
+    if not root.exists():
+        raise SpecError(where, [(key, f"{shown_path} does not exist")])
+    if not (root.is_dir() or root.is_file()):
+        raise SpecError(where, [(key, f"{shown_path} is not a regular file or a folder")])
 
 
 def load_index_spec(path: str | Path) -> IndexSpec:
+    """Read and validate an index spec file; its relative paths resolve against its folder."""
     spec = load_yaml_model(path, IndexSpec)
     spec.base_dir = str(Path(path).resolve().parent)
-    for i, s in enumerate(spec.sources):
-        try:
-            root = spec.source_root(s)
-        except SpecError as e:
-            raise SpecError(str(path), [(f"sources.{i}.path", e.problems[0][1])]) from e
-        if not root.exists():
-            raise SpecError(str(path), [(f"sources.{i}.path", f"{root} does not exist")])
+    for i in range(len(spec.sources)):
+        _check_root(spec, i, str(path))
     return spec
 
 
-def adhoc_spec(paths: list[str], name: str = "default") -> IndexSpec:
+def adhoc_spec(
+    paths: list[str], name: str = "default", max_file_size: int | str | None = None
+) -> IndexSpec:
     """The spec behind ``genaiops index build --source PATH``: defaults for everything else."""
-    for p in paths:
-        if not Path(p).exists():
-            raise SpecError("--source", [("", f"{p} does not exist")])
-    return IndexSpec(name=name, sources=[SourceSpec(path=str(Path(p).resolve())) for p in paths])
+    raw: dict[str, object] = {
+        "name": name,
+        "sources": [{"path": str(Path(p).resolve())} for p in paths],
+    }
+    if max_file_size is not None:
+        raw["max_file_size"] = max_file_size
+    try:
+        spec = IndexSpec.model_validate(raw)
+    except ValidationError as e:
+        option = {"name": "--index", "max_file_size": "--max-file-size"}
+        problems = [
+            (option.get(k.split(".")[0], "--source"), m) for k, m in format_validation_error(e)
+        ]
+        raise SpecError("command line", problems) from e
+    for i in range(len(spec.sources)):
+        _check_root(spec, i, "--source")
+    return spec

@@ -33,6 +33,14 @@ def build(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 3 if anything was quarantined.")
     ] = False,
+    max_file_size: Annotated[
+        str | None,
+        typer.Option(
+            "--max-file-size",
+            help="With --source: quarantine files larger than this (e.g. '20 MiB'; default"
+            " 100 MiB). Specs set max_file_size.",
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Build a new index version (incremental: unchanged chunks are never re-embedded)."""
@@ -40,7 +48,9 @@ def build(
 
     if bool(spec) == bool(source):
         raise ConfigError("give exactly one of --spec FILE or --source PATH")
-    index_spec = load_index_spec(spec) if spec else adhoc_spec(source or [], name)
+    if spec and max_file_size is not None:
+        raise ConfigError("--max-file-size goes with --source; a spec sets max_file_size")
+    index_spec = load_index_spec(spec) if spec else adhoc_spec(source or [], name, max_file_size)
     with StageBar(enabled=not json_) as bar:
         result = build_index(index_spec, promote=promote, progress=bar)
     if json_:
@@ -70,14 +80,14 @@ def list_(
         return
     cat = Catalog(index)
     aliases = cat.aliases()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
-            "version_id": m["version_id"],
-            "created_at": m["created_at"],
-            "documents": m["counts"]["documents"],
-            "chunks": m["counts"]["chunks"],
-            "quarantined": m["counts"]["quarantined"],
-            "aliases": sorted(a for a, v in aliases.items() if v == m["version_id"]),
+            "version_id": m.version_id,
+            "created_at": m.created_at,
+            "documents": m.counts.documents,
+            "chunks": m.counts.chunks,
+            "quarantined": m.counts.quarantined,
+            "aliases": sorted(a for a, v in aliases.items() if v == m.version_id),
         }
         for m in cat.versions()
     ]
@@ -121,12 +131,12 @@ def show(version: str, index: IndexOpt = "default", json_: JsonOpt = False) -> N
     cat = Catalog(index)
     m = cat.manifest(cat.resolve(version))
     if json_:
-        emit_json(m)
+        emit_json(m.model_dump(mode="json"))
         return
-    console.print(f"[bold]{m['version_id']}[/] ({m['status']}) model {m['model_id']}")
-    console.print(m["counts"])
-    for q in m["quarantine"]:
-        console.print(f"  quarantined {escape(q['path'])}: {escape(q['reason'])}")
+    console.print(f"[bold]{m.version_id}[/] ({m.status}) model {escape(m.model_id)}")
+    console.print(m.counts.model_dump())
+    for q in m.quarantine:
+        console.print(f"  quarantined {escape(q.path)}: {escape(q.reason)}")
 
 
 @app.command()
@@ -141,7 +151,7 @@ def promote(
 
     cat = Catalog(index)
     rec = cat.promote(cat.resolve(version), alias)
-    emit_json(rec) if json_ else console.print(f"alias {alias} -> {rec['version']}")
+    _print_alias(alias, rec.model_dump(mode="json"), json_)
 
 
 @app.command()
@@ -154,7 +164,14 @@ def rollback(
     from indexing import Catalog
 
     rec = Catalog(index).rollback(alias)
-    emit_json(rec) if json_ else console.print(f"alias {alias} -> {rec['version']}")
+    _print_alias(alias, rec.model_dump(mode="json"), json_)
+
+
+def _print_alias(alias: str, rec: dict[str, Any], json_: bool) -> None:
+    if json_:
+        emit_json(rec)
+    else:
+        console.print(f"alias {alias} -> {rec['version']}")
 
 
 @app.command()

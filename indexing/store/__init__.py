@@ -8,6 +8,7 @@ __all__ = ["FaissBackend", "Mode", "SearchBackend", "SearchIndex", "get_backend"
 
 
 def get_backend(params: StoreSpec) -> SearchBackend:
+    """The backend for ``params.kind``: the one place that knows the concrete classes."""
     if params.kind == "faiss":
         return FaissBackend()
     raise ValueError(f"unknown store kind {params.kind!r}")  # pragma: no cover (spec forbids)

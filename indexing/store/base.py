@@ -24,8 +24,12 @@ Mode = Literal["dense", "lexical", "hybrid"]
 
 @runtime_checkable
 class SearchIndex(Protocol):
+    """One opened version's search structures; the retriever knows only this protocol."""
+
     @property
-    def size(self) -> int: ...
+    def size(self) -> int:
+        """Number of rows (chunks)."""
+        ...
 
     def search(
         self,
@@ -41,13 +45,19 @@ class SearchIndex(Protocol):
 
 @runtime_checkable
 class SearchBackend(Protocol):
+    """Writes and opens search structures; every backend passes ``indexing.testing``."""
+
     name: str
 
     def write(
         self, folder: Path, texts: Sequence[str], vectors: np.ndarray, params: StoreSpec
-    ) -> None: ...
+    ) -> None:
+        """Build the structures for ``texts`` (row i = texts[i]) into the staging ``folder``."""
+        ...
 
-    def open(self, folder: Path, params: StoreSpec) -> SearchIndex: ...
+    def open(self, folder: Path, params: StoreSpec) -> SearchIndex:
+        """Open what :meth:`write` left in ``folder``, for search."""
+        ...
 
     def delete(self, folder: Path) -> None:
         """Free anything held outside ``folder`` (nothing for local backends)."""

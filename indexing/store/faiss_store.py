@@ -36,6 +36,8 @@ def _tokenize(texts: Sequence[str], params: StoreSpec) -> list[list[str]]:
 
 
 class FaissIndex:
+    """An opened local version: FAISS for dense, bm25s for lexical, RRF for hybrid."""
+
     def __init__(self, folder: Path, params: StoreSpec):
         import bm25s
         import faiss
@@ -51,6 +53,7 @@ class FaissIndex:
 
     @property
     def size(self) -> int:
+        """Number of rows (chunks)."""
         return self._n
 
     def _dense_search(
@@ -104,6 +107,7 @@ class FaissIndex:
         mode: Mode,
         allowed: Sequence[int] | None = None,
     ) -> list[tuple[int, float]]:
+        """Best ``k`` rows as (row, score), best first; ``allowed`` restricts rows (filters)."""
         if mode == "lexical":
             return self._lexical_search(text, k, allowed)
         if vector is None:
@@ -122,11 +126,14 @@ class FaissIndex:
 
 
 class FaissBackend:
+    """The local backend: everything lives in the version folder, nothing outside it."""
+
     name = "faiss"
 
     def write(
         self, folder: Path, texts: Sequence[str], vectors: np.ndarray, params: StoreSpec
     ) -> None:
+        """Write ``dense.faiss`` and ``lexical/`` into the staging ``folder``."""
         import bm25s
         import faiss
 
@@ -147,7 +154,9 @@ class FaissBackend:
             lex.save(str(folder / "lexical"), show_progress=False)
 
     def open(self, folder: Path, params: StoreSpec) -> FaissIndex:
+        """Open a written version for search."""
         return FaissIndex(folder, params)
 
     def delete(self, folder: Path) -> None:
+        """Nothing to free: deleting the folder deletes everything."""
         return None

@@ -11,7 +11,6 @@ from indexing import Catalog, IndexSpec, Retriever, build_index
 BROKEN = {
     "broken/empty.md": "empty",
     "broken/binary.txt": "binary",
-    "broken/latin1.txt": "encoding",
     "broken/truncated.pdf": "truncated",
     "broken/encrypted.pdf": "encrypted",
     "broken/image.png": "unsupported",
@@ -28,13 +27,17 @@ def test_sample_build_quarantines_broken_files_and_indexes_the_rest(spec: IndexS
     assert set(reasons) == set(BROKEN)
     for path, word in BROKEN.items():
         assert word.lower() in reasons[path].lower(), (path, reasons[path])
-    # 4 guides + html + 3 good jsonl records
-    assert r.documents == 8
+    # 4 guides + html + 3 good jsonl records + the Latin-1 text (decoded, not quarantined)
+    assert r.documents == 9
     assert r.chunks >= r.documents and r.embedded == r.chunks and r.reused == 0
     m = Catalog("sample").manifest(r.version_id)
-    assert m["counts"]["quarantined"] == len(BROKEN)
-    assert m["model_id"].startswith("sentence-transformers/all-MiniLM-L6-v2")
-    assert set(m["documents"]) >= {"guides/rotation.md", "guides/security.pdf", "faq-metrics"}
+    assert m.counts.quarantined == len(BROKEN)
+    assert m.model_id.startswith("sentence-transformers/all-MiniLM-L6-v2")
+    assert set(m.documents) >= {"guides/rotation.md", "guides/security.pdf", "faq-metrics"}
+    encodings = {d: e.encoding for d, e in m.documents.items()}
+    assert encodings["broken/latin1.txt"] == "cp1252"
+    assert encodings["guides/rotation.md"] == "utf-8" and encodings["faq-metrics"] == "utf-8"
+    assert encodings["guides/security.pdf"] is None
     assert Catalog("sample").aliases() == {"current": r.version_id}
 
 
@@ -52,7 +55,7 @@ def test_editing_one_document_reembeds_only_its_chunks(spec: IndexSpec, corpus: 
     second = build_index(spec)
     assert second.version_id != first.version_id
     m = Catalog("sample").manifest(second.version_id)
-    assert 0 < second.embedded <= m["documents"]["guides/troubleshooting.txt"]["chunks"]
+    assert 0 < second.embedded <= m.documents["guides/troubleshooting.txt"].chunks
     assert second.reused == second.chunks - second.embedded
     d = Catalog("sample").diff(first.version_id, second.version_id)
     assert d["docs_changed"] == ["guides/troubleshooting.txt"]
@@ -89,7 +92,7 @@ def test_promote_rollback_and_gc(spec: IndexSpec, corpus: Path) -> None:
     result = cat.gc(keep=1)
     assert v1 not in result["deleted"]  # aliased
     assert result["deleted"] == [v2]
-    assert {m["version_id"] for m in cat.versions()} == {v1, v3}
+    assert {m.version_id for m in cat.versions()} == {v1, v3}
     assert Retriever("sample", "prod").retrieve("rotation", k=1)[0].version_id == v1
     # the chunks only v2 had ("new.md") leave the embedding cache; shared ones stay
     from indexing.catalog import prune_embedding_cache
@@ -136,6 +139,7 @@ def test_manifest_is_json_and_has_provenance(spec: IndexSpec) -> None:
     m = json.loads(path.read_text())
     for key in ("spec", "model_id", "counts", "sources", "timings", "quarantine", "git_commit"):
         assert key in m
+    assert m["schema_version"] == 1
     assert not list(path.parent.rglob("*.pkl")) and not list(path.parent.rglob("*.pickle"))
 
 

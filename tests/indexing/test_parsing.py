@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import gzip
+import random
 from pathlib import Path
 
 import pytest
@@ -80,7 +82,9 @@ def test_invalid_spec_names_file_and_key(tmp_path: Path) -> None:
         ("- just\n- a list\n", "expected a mapping"),
         ("sources: [{path: /definitely/not/here}]\n", "does not exist"),
         ("name: [unclosed\n", "invalid YAML"),
-        ("sources: [{path: '${NO_SUCH_VAR_XYZ}'}]\n", "NO_SUCH_VAR_XYZ"),
+        ("env: [NO_SUCH_VAR_DIR]\nsources: [{path: '${NO_SUCH_VAR_DIR}'}]\n", "NO_SUCH_VAR_DIR"),
+        ("sources: [{path: '${NO_SUCH_VAR_XYZ}'}]\n", r"NO_SUCH_VAR_XYZ\} is not listed under env"),
+        ("env: [API_KEY]\nsources: [{path: x}]\n", "env: 'API_KEY' cannot be read"),
     ],
 )
 def test_spec_errors(tmp_path: Path, text: str, problem: str) -> None:
@@ -93,6 +97,50 @@ def test_spec_errors(tmp_path: Path, text: str, problem: str) -> None:
 def test_env_default_in_spec_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_CORPUS", str(SAMPLE_CORPUS))
     p = tmp_path / "s.yaml"
-    p.write_text("sources: [{path: '${MY_CORPUS}/guides'}]\n")
+    p.write_text("env: [MY_CORPUS]\nsources: [{path: '${MY_CORPUS}/guides'}]\n")
     spec = load_index_spec(p)
     assert spec.source_root(spec.sources[0]) == (SAMPLE_CORPUS / "guides").resolve()
+
+
+# -- encodings: detect the charset, quarantine only what no encoding fits ----------------------
+
+LATIN1_TEXT = "Café notes: naïve résumé, über groß. Lumen ships events from the kiosk.\n"
+CP1252_TEXT = "“Smart quotes” cost €5 — Lumen’s price list, façade included.\n"
+CP1251_TEXT = "Привет! Lumen отправляет журналы событий на сервер каждые пять секунд.\n"
+
+
+@pytest.mark.parametrize(
+    "text, codec, expected",
+    [
+        (LATIN1_TEXT, "latin-1", {"cp1252", "iso8859-1"}),
+        (CP1252_TEXT, "cp1252", {"cp1252"}),
+        (CP1251_TEXT, "cp1251", {"cp1251"}),
+        (CP1252_TEXT, "utf-8", {"utf-8"}),
+    ],
+    ids=["latin-1", "cp1252", "cp1251", "utf-8"],
+)
+def test_legacy_encodings_are_decoded_and_recorded(
+    tmp_path: Path, text: str, codec: str, expected: set[str]
+) -> None:
+    p = tmp_path / "legacy.txt"
+    p.write_bytes(text.encode(codec))
+    [doc] = parse(p, "text")
+    assert isinstance(doc, Document), doc
+    assert doc.text == text and doc.encoding in expected
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (random.Random(1).randbytes(4096), "binary"),
+        (bytes(b | 0x80 for b in random.Random(2).randbytes(4096)), "bad encoding"),
+        ((SAMPLE_CORPUS / "broken" / "image.png").read_bytes(), "binary"),
+        (gzip.compress(b"lumen ships logs " * 200), "binary"),
+    ],
+    ids=["random-bytes", "high-bytes-no-nul", "png-as-txt", "gzip-as-txt"],
+)
+def test_binary_garbage_is_still_quarantined(tmp_path: Path, data: bytes, reason: str) -> None:
+    p = tmp_path / "garbage.txt"
+    p.write_bytes(data)
+    [q] = parse(p, "text")
+    assert isinstance(q, Quarantined) and reason in q.reason, q
