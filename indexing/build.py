@@ -225,8 +225,8 @@ def build_index(
     staging = catalog.staging_dir()
     try:
         backend = get_backend(spec.store)
+        write_chunks(staging / "chunks.sqlite", chunks)  # first: a remote store reads metadata
         backend.write(staging, [c.embed_text() for c in chunks], vectors, spec.store)
-        write_chunks(staging / "chunks.sqlite", chunks)
         per_doc: dict[str, int] = {}
         for c in chunks:
             per_doc[c.doc_id] = per_doc.get(c.doc_id, 0) + 1

@@ -26,10 +26,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from genaiops.errors import AliasError, VersionNotFound
+from genaiops.errors import AliasError, GenAIOpsError, VersionNotFound
 from genaiops.settings import get_settings
 from indexing.chunking import Chunk
 from indexing.spec import NAME_RE
+from indexing.store import promote_remote, release_remote
 
 __all__ = ["Catalog", "prune_embedding_cache", "read_chunks", "write_chunks"]
 
@@ -207,6 +208,10 @@ class Catalog:
             except (OSError, ValueError, KeyError):
                 alive = time.time() - d.stat().st_mtime < 3600
             if not alive:
+                try:
+                    release_remote(d)  # a remote store frees what the killed build made
+                except GenAIOpsError:
+                    continue  # keep the folder (and its pointer) for the next cleanup
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(d.name)
         # a version folder without a manifest cannot be published by us: it is debris too
@@ -263,6 +268,7 @@ class Catalog:
                 rec = {"version": None, "history": []}
             if rec["version"] == version_id:
                 return dict(rec)
+            promote_remote(self.version_dir(version_id), self.name, alias)  # service alias too
             if rec["version"]:
                 rec["history"].append(rec["version"])
             rec.update(version=version_id, updated_at=time.time())
@@ -277,6 +283,7 @@ class Catalog:
             if not history:
                 raise AliasError(f"alias {alias!r} has no earlier version to roll back to")
             rec["version"] = history.pop()
+            promote_remote(self.version_dir(rec["version"]), self.name, alias)
             rec["history"] = history
             rec["updated_at"] = time.time()
             _atomic_write_json(path, rec)
@@ -302,6 +309,10 @@ class Catalog:
             for v in versions:
                 if v in protected or v in newest:
                     continue
+                try:
+                    release_remote(self.version_dir(v))  # a remote store deletes its index
+                except AliasError:
+                    continue  # aliased on the service (by anyone): the version stays
                 trash = self.versions_dir / f".del-{v}"
                 os.rename(self.version_dir(v), trash)  # vanish atomically, then delete
                 shutil.rmtree(trash, ignore_errors=True)
