@@ -258,8 +258,8 @@ def _manifest(
 def _store(staging: Path, spec: IndexSpec, parsed: _Parsed, vectors: np.ndarray) -> str:
     """Search structures and chunk table into ``staging``; returns the backend's name."""
     backend = get_backend(spec.store)
+    write_chunks(staging / "chunks.sqlite", parsed.chunks)  # first: a remote store reads metadata
     backend.write(staging, [c.embed_text() for c in parsed.chunks], vectors, spec.store)
-    write_chunks(staging / "chunks.sqlite", parsed.chunks)
     return backend.name
 
 

@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from genaiops.errors import AliasError, IndexingError, VersionNotFound
+from genaiops.errors import AliasError, GenAIOpsError, IndexingError, VersionNotFound
 from genaiops.settings import get_settings
 from indexing.chunking import Chunk
 from indexing.records import (
@@ -44,6 +44,7 @@ from indexing.records import (
     write_record,
 )
 from indexing.spec import is_name, shown
+from indexing.store import promote_remote, release_remote
 
 __all__ = ["Catalog", "prune_embedding_cache", "read_chunks", "write_chunks"]
 
@@ -250,6 +251,10 @@ class Catalog:
             except (OSError, IndexingError):
                 alive = time.time() - d.stat().st_mtime < 3600
             if not alive:
+                try:
+                    release_remote(d)  # a remote store frees what the killed build made
+                except GenAIOpsError:
+                    continue  # keep the folder (and its pointer) for the next cleanup
                 shutil.rmtree(d, ignore_errors=True)
                 removed.append(d.name)
         # a version folder without a manifest cannot be published by us: it is debris too
@@ -314,6 +319,7 @@ class Catalog:
             if old is not None and old.version == version_id:
                 return old
             history = [*old.history, old.version] if old is not None else []
+            promote_remote(self.version_dir(version_id), self.name, alias)  # service alias too
             rec = AliasRecord(version=version_id, history=history, updated_at=time.time())
             write_record(path, rec)
             return rec
@@ -326,7 +332,9 @@ class Catalog:
             history = [v for v in rec.history if self.has_version(v)]
             if not history:
                 raise AliasError(f"alias {alias!r} has no earlier version to roll back to")
-            rec = AliasRecord(version=history.pop(), history=history, updated_at=time.time())
+            version = history.pop()
+            promote_remote(self.version_dir(version), self.name, alias)
+            rec = AliasRecord(version=version, history=history, updated_at=time.time())
             write_record(path, rec)
             return rec
 
@@ -345,6 +353,10 @@ class Catalog:
             for v in versions:
                 if v in protected or v in newest:
                     continue
+                try:
+                    release_remote(self.version_dir(v))  # a remote store deletes its index
+                except AliasError:
+                    continue  # aliased on the service (by anyone): the version stays
                 trash = self.versions_dir / f".del-{v}"
                 os.rename(self.version_dir(v), trash)  # vanish atomically, then delete
                 shutil.rmtree(trash, ignore_errors=True)

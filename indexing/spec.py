@@ -31,8 +31,11 @@ from pydantic import (
     ByteSize,
     ConfigDict,
     Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -113,12 +116,50 @@ class ChunkerSpec(BaseModel):
         return self
 
 
+# -- Azure AI Search store (kind: azure_search) ------------------------------------------------
+AZURE_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?!-)){0,38}[a-z0-9]?")
+"""An Azure AI Search name part: lower-case letters, digits, single dashes (service rule)."""
+
+
+class AzureSearchParams(BaseModel):
+    """Where the Azure AI Search service is and how the genaiops version indexes look there.
+
+    Secrets are named, never written: ``endpoint_env`` and ``api_key_env`` are environment
+    variable *names*; ``api_key_env: null`` signs in with Entra ID (``DefaultAzureCredential``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint_env: str = Field(default="AZURE_SEARCH_ENDPOINT", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    api_key_env: str | None = Field(
+        default="AZURE_SEARCH_API_KEY",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="null: Entra ID via azure-identity's DefaultAzureCredential.",
+    )
+    index_prefix: str = Field(default="genaiops", description="Service-side index/alias prefix.")
+    api_version: str | None = Field(default=None, description="REST api-version; SDK default.")
+    hnsw_m: int = Field(default=4, ge=4, le=10)
+    hnsw_ef_construction: int = Field(default=400, ge=100, le=1000)
+    hnsw_ef_search: int = Field(default=500, ge=100, le=1000)
+    semantic_ranker: bool = Field(default=False, description="Rerank text/hybrid queries.")
+    upload_batch: int = Field(default=500, ge=1, le=1000, description="Documents per request.")
+    upload_concurrency: int = Field(default=4, ge=1, le=32)
+    max_retries: int = Field(default=6, ge=0, le=20, description="Per request and per document.")
+
+    @field_validator("index_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not AZURE_NAME_RE.fullmatch(v):
+            raise ValueError("index_prefix: 1-40 lower-case letters, digits and single dashes")
+        return v
+
+
 class StoreSpec(BaseModel):
     """Search-structure parameters, stored in the manifest so a reader opens what was built."""
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["faiss"] = "faiss"
+    kind: Literal["faiss", "azure_search"] = "faiss"
     dense: Literal["flat", "hnsw"] = "flat"
     hnsw_m: int = Field(default=32, ge=4, le=256)
     hnsw_ef_construction: int = Field(default=80, ge=8)
@@ -128,6 +169,28 @@ class StoreSpec(BaseModel):
     stemming: bool = True
     rrf_k: int = Field(default=60, ge=1)
     hybrid_depth: int = Field(default=100, ge=1, description="Candidates per side fused by RRF.")
+    azure: AzureSearchParams | None = Field(default=None, description="kind: azure_search only.")
+
+    @model_validator(mode="after")
+    def _azure_block(self) -> StoreSpec:
+        if self.kind == "azure_search":
+            if self.azure is None:
+                self.azure = AzureSearchParams()
+            if self.rrf_k != 60:
+                raise ValueError("azure_search fuses with the service's own RRF (k=60): rrf_k: 60")
+        elif self.azure is not None:
+            raise ValueError("azure: settings need kind: azure_search")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _drop_unused_azure(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, object]:
+        # a faiss spec dumps as before the azure block existed: same fingerprint, same version id
+        data: dict[str, object] = handler(self)
+        if self.azure is None:
+            data.pop("azure", None)
+        return data
 
 
 class IndexSpec(BaseModel):
