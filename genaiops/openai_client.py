@@ -79,6 +79,15 @@ class AzureTarget:
     api_version: str
 
 
+class _AzureOpenAI(openai.AzureOpenAI):
+    """``AzureOpenAI`` that sends the key only as ``api-key``: the 1.109 SDK also sends it as an
+    ``Authorization: Bearer`` header, which Azure does not need and proxies may log."""
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {}
+
+
 def openai_client(
     base_url: str | None,
     api_key: str | None,
@@ -95,7 +104,7 @@ def openai_client(
     """
     http = http_client if http_client is not None else shared_http_client()
     if azure is not None:
-        return openai.AzureOpenAI(
+        return _AzureOpenAI(
             azure_endpoint=(base_url or "").rstrip("/"),
             azure_deployment=azure.deployment,
             api_version=azure.api_version,

@@ -66,6 +66,7 @@ def test_openai_embedder_payload_and_retry(monkeypatch: pytest.MonkeyPatch) -> N
         "input": ["a", "bbb"],
         "model": "text-embedding-3-small",
         "dimensions": 3,
+        "encoding_format": "float",
     }
 
 
