@@ -2,7 +2,8 @@
 
 genaiops flow validate flows/rag
 genaiops flow test flows/rag -i question="How do I rotate logs?" --variant answer_prompt.terse
-genaiops flow connections          # pf connection 'genaiops_gateway' from GENAIOPS_* settings
+genaiops flow connections          # pf connection 'genaiops_gateway' from GENAIOPS_* settings;
+                                   # on a headless machine also keyring's keyringrc.cfg
 """
 
 from __future__ import annotations
@@ -86,16 +87,15 @@ def connections(
     base_url: Annotated[str | None, typer.Option(help="Default: GENAIOPS_GATEWAY_URL.")] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Create/update promptflow's OpenAI connection `genaiops_gateway` (base_url = gateway)."""
-    from evaluation.runtime.pf_keyring import BACKEND
-    from evaluation.runtime.pf_runner import ensure_connection
+    """Create/update promptflow's OpenAI connection `genaiops_gateway` (base_url = gateway) and
+    leave promptflow working for later `pf` commands (keyring and telemetry config files)."""
+    from evaluation.runtime.pf_runner import configure_promptflow, ensure_connection
 
+    configured = configure_promptflow()
     info = ensure_connection(base_url=base_url)
     if json_:
-        emit_json(info)
-    else:
-        console.print(f"connection {info['name']} -> {info['base_url']}")
-        console.print(
-            f"[dim]headless machine? export PYTHON_KEYRING_BACKEND={BACKEND} "
-            "before running pf yourself[/]"
-        )
+        emit_json(info | {"configured": configured})
+        return
+    console.print(f"connection {info['name']} -> {info['base_url']}")
+    for path, what in configured.items():
+        console.print(f"[dim]wrote {escape(path)}: {escape(what)}[/]")

@@ -17,9 +17,18 @@ def test_token_counter_is_cl100k() -> None:
     assert count_tokens("<|endoftext|>") > 1  # special tokens are counted as text, not refused
 
 
-def test_local_embedder_offline_normalised_and_semantic() -> None:
+def test_local_embedder_offline_normalised_and_semantic(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from genaiops.providers import embeddings
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(embeddings, "_LOCAL_MODELS", {})  # load here: no process-wide setting
+    embeddings._local_tokenizer.cache_clear()
     emb = make_embedder()
+    assert emb.input_token_counts(["hello world"])[0] == 4  # [CLS] hello world [SEP]
     v = emb.embed(["How do I rotate log files?", "log rotation settings", "banana bread"])
+    assert "HF_HUB_OFFLINE" not in os.environ  # loaded from disk without a process-wide switch
     assert v.shape == (3, 384) and v.dtype == np.float32
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
