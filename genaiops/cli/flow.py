@@ -16,6 +16,7 @@ from rich.markup import escape
 from genaiops.cli._output import console, emit_json
 from genaiops.errors import ConfigError
 
+# each command imports the flow runtime when it runs, so `genaiops --help` stays fast
 app = typer.Typer(no_args_is_help=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
