@@ -183,10 +183,10 @@ def test_connection_comes_from_the_declared_connection_input(
         ],
     }
     flow = load_flow(_flow(tmp_path, dag, {"t.py": tool}))
-    assert flow.connection_names() == {"genaiops_gateway"}
     res = FlowExecutor(flow).run_line({})
     assert res.error is None, res.error
     assert res.outputs["o"] == {"url": fake_gateway.url, "other": "genaiops_gateway"}
+    assert flow.connection_names() == {"genaiops_gateway"}
 
 
 def test_retrieved_chunks_come_only_from_the_declared_output(tmp_path: Path) -> None:
@@ -241,24 +241,8 @@ def test_unknown_flow_input_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_cycle_is_rejected(tmp_path: Path) -> None:
-    dag = {
-        "inputs": {"q": {"type": "string"}},
-        "outputs": {"o": {"reference": "${a.output}"}},
-        "nodes": [
-            {
-                "name": "a",
-                "type": "prompt",
-                "source": {"type": "code", "path": "p.jinja2"},
-                "inputs": {"x": "${b.output}"},
-            },
-            {
-                "name": "b",
-                "type": "prompt",
-                "source": {"type": "code", "path": "p.jinja2"},
-                "inputs": {"x": "${a.output}"},
-            },
-        ],
-    }
+    dag = _one_node_dag(inputs={"x": "${b.output}"})
+    dag["nodes"].append({**dag["nodes"][0], "name": "b", "inputs": {"x": "${a.output}"}})
     with pytest.raises(FlowError, match="cycle"):
         load_flow(_flow(tmp_path, dag, {"p.jinja2": "{{ x }}"}))
 

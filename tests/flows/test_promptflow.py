@@ -41,6 +41,19 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _pf_flow_test(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    """``pf flow test`` of flows/rag on the TLS question, as a user would type it."""
+    question = "question=Which TLS version does Lumen use?"
+    return subprocess.run(
+        [PF, "flow", "test", "--flow", str(REPO / "flows/rag"), "--inputs", question, *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+
+
 def test_headless_newcomer_runs_connections_then_pf_flow_test(
     tmp_path: Path, sample_index: Path, fake_gateway: FakeOpenAI
 ) -> None:
@@ -72,22 +85,7 @@ def test_headless_newcomer_runs_connections_then_pf_flow_test(
         assert str(rc) in info["configured"]
         assert "keyrings.alt.file.PlaintextKeyring" in rc.read_text()
         assert service_was_up or not _listening(23333)  # genaiops stopped what it started
-        out = subprocess.run(
-            [
-                PF,
-                "flow",
-                "test",
-                "--flow",
-                str(REPO / "flows/rag"),
-                "--inputs",
-                "question=Which TLS version does Lumen use?",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=REPO,
-        )
+        out = _pf_flow_test(env)
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
         assert "StoreConnectionEncryptionKeyError" not in out.stdout + out.stderr
         result = json.loads(out.stdout[out.stdout.index("{") :])
@@ -104,23 +102,7 @@ def test_connection_then_pf_flow_test_and_validate(
 
     info = ensure_connection()
     assert info["base_url"] == fake_gateway.url
-    out = subprocess.run(
-        [
-            PF,
-            "flow",
-            "test",
-            "--flow",
-            str(REPO / "flows/rag"),
-            "--inputs",
-            "question=Which TLS version does Lumen use?",
-            "--variant",
-            "${answer_prompt.terse}",
-        ],
-        env=pf_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    out = _pf_flow_test(pf_env, "--variant", "${answer_prompt.terse}")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     result = json.loads(out.stdout[out.stdout.index("{") :])
     assert result["citations"][0]["doc_id"] == "guides/security.pdf"
@@ -157,3 +139,31 @@ def test_pf_batch_feeds_the_same_scoring(
     # each line's own latency from promptflow's line records (not the total divided evenly)
     assert all(ln.latency_s > 0 for ln in lines)
     assert lines[0].latency_s != lines[1].latency_s
+
+
+def test_chat_and_eval_flows_run_under_pf(pf_env: dict[str, str], fake_gateway: FakeOpenAI) -> None:
+    """The other two real flows load under promptflow too (the genaiops runner's tests run
+    them in tests/flows/test_flow_definition.py)."""
+    from evaluation.runtime.pf_runner import ensure_connection
+
+    ensure_connection()
+    history = json.dumps(
+        [{"inputs": {"question": "How do I install Lumen?"}, "outputs": {"answer": "Run it."}}]
+    )
+    chat = subprocess.run(
+        [PF, "flow", "test", "--flow", str(REPO / "flows/chat"), "--inputs",
+         "question=Does Lumen run on Windows?", f"chat_history={history}"],
+        env=pf_env, capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    assert chat.returncode == 0, chat.stdout[-2000:] + chat.stderr[-2000:]
+    out = json.loads(chat.stdout[chat.stdout.index("{") :])
+    assert out["answer"] and out["standalone_question"]
+    assert len(fake_gateway.requests) == 2  # the rewrite (history given) and the answer
+    ev = subprocess.run(
+        [PF, "flow", "test", "--flow", str(REPO / "flows/eval_rag"), "--inputs",
+         "question=Which TLS version?", "answer=Lumen uses TLS 1.3.", "ground_truth=TLS 1.3"],
+        env=pf_env, capture_output=True, text=True, timeout=300, cwd=REPO,
+    )  # fmt: skip
+    assert ev.returncode == 0, ev.stdout[-2000:] + ev.stderr[-2000:]
+    scores = json.loads(ev.stdout[ev.stdout.index("{") :])["scores"]
+    assert 0 < scores["rougeL"] <= 1
