@@ -156,13 +156,16 @@ def stop_service() -> None:
 
 def ensure_connection(
     name: str = CONNECTION_NAME, base_url: str | None = None, api_key: str | None = None
-) -> dict[str, str]:
-    """Create or update the OpenAI connection ``name`` pointing at the gateway."""
+) -> dict[str, Any]:
+    """Create or update the OpenAI connection ``name`` pointing at the gateway, after
+    :func:`configure_promptflow`; returns the connection and the files configured (nothing is
+    written when the gateway URL is missing)."""
     s = get_settings()
     base_url = base_url or s.gateway_url
     if not base_url:
         raise ConfigError("GENAIOPS_GATEWAY_URL is not set: where is the gateway?")
     key = api_key or (s.api_key.get_secret_value() if s.api_key else None) or "none"
+    configured = configure_promptflow()
     with stopping_service():
         pf = _client()
         from promptflow.entities import OpenAIConnection  # with PFClient: heavy, optional
@@ -170,7 +173,7 @@ def ensure_connection(
         conn = pf.connections.create_or_update(
             OpenAIConnection(name=name, api_key=key, base_url=base_url)
         )
-    return {"name": conn.name, "base_url": str(conn.base_url)}
+    return {"name": conn.name, "base_url": str(conn.base_url), "configured": configured}
 
 
 def line_latencies(output_path: str | Path) -> dict[int, float]:

@@ -90,13 +90,12 @@ def connections(
 ) -> None:
     """Create/update promptflow's OpenAI connection `genaiops_gateway` (base_url = gateway) and
     leave promptflow working for later `pf` commands (keyring and telemetry config files)."""
-    from evaluation.runtime.pf_runner import configure_promptflow, ensure_connection
+    from evaluation.runtime.pf_runner import ensure_connection
 
-    configured = configure_promptflow()
     info = ensure_connection(base_url=base_url)
     if json_:
-        emit_json(info | {"configured": configured})
+        emit_json(info)
         return
     console.print(f"connection {info['name']} -> {info['base_url']}")
-    for path, what in configured.items():
+    for path, what in info["configured"].items():
         console.print(f"[dim]wrote {escape(path)}: {escape(what)}[/]")
