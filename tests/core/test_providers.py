@@ -137,3 +137,18 @@ def test_local_generator_answers_grounded_question() -> None:
     assert out.prompt_tokens > 10
     streamed = "".join(gen.stream([ChatMessage("user", "Say the word hello.")], max_tokens=8))
     assert streamed.strip()
+
+
+def test_client_seam_retry_policy_and_pool() -> None:
+    import doctest
+
+    from genaiops import openai_client
+    from genaiops.openai_client import backoff_delay, retry_after, shared_http_client
+
+    assert doctest.testmod(openai_client).failed == 0
+    assert retry_after(httpx.Headers({"retry-after-ms": "x", "retry-after": "2"})) == 2.0
+    assert retry_after(httpx.Headers({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"})) is None
+    resp = httpx.Response(429, headers={"retry-after": "120"})
+    assert backoff_delay(0, resp, base_s=0.5, cap_s=10) == 10  # capped
+    assert backoff_delay(3, None, base_s=0.5, cap_s=10) == 4.0
+    assert shared_http_client() is shared_http_client()  # one pool per process
