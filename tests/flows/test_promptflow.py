@@ -144,9 +144,12 @@ def test_pf_batch_feeds_the_same_scoring(
 def test_chat_and_eval_flows_run_under_pf(pf_env: dict[str, str], fake_gateway: FakeOpenAI) -> None:
     """The other two real flows load under promptflow too (the genaiops runner's tests run
     them in tests/flows/test_flow_definition.py)."""
-    from evaluation.runtime.pf_runner import ensure_connection
-
-    ensure_connection()
+    # the connection is made by the CLI in this test's promptflow home (promptflow fixes its
+    # home when first imported, so an in-process call could write to an earlier test's home)
+    conn = subprocess.run(
+        [GENAIOPS, "flow", "connections"], env=pf_env, capture_output=True, text=True, timeout=300
+    )
+    assert conn.returncode == 0, conn.stdout[-2000:] + conn.stderr[-2000:]
     history = json.dumps(
         [{"inputs": {"question": "How do I install Lumen?"}, "outputs": {"answer": "Run it."}}]
     )
