@@ -12,15 +12,18 @@ secrets only by the *name* of an environment variable (see :class:`SecretRef`).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from genaiops.errors import ConfigError
 
-__all__ = ["SecretRef", "Settings", "get_settings", "reset_settings"]
+__all__ = ["SecretRef", "Settings", "get_settings", "override_settings", "reset_settings"]
 
 
 class Settings(BaseSettings):
@@ -60,14 +63,39 @@ class Settings(BaseSettings):
         return self.model_cache or (self.cache_dir / "models")
 
 
+_OVERRIDES: list[Settings] = []
+
+
 @lru_cache(maxsize=1)
-def get_settings() -> Settings:
+def _from_environment() -> Settings:
     return Settings()
+
+
+def get_settings() -> Settings:
+    """The process's settings: the innermost :func:`override_settings`, else the environment."""
+    return _OVERRIDES[-1] if _OVERRIDES else _from_environment()
 
 
 def reset_settings() -> None:
     """Forget cached settings (tests change the environment)."""
-    get_settings.cache_clear()
+    _from_environment.cache_clear()
+
+
+@contextmanager
+def override_settings(**changes: Any) -> Iterator[Settings]:
+    """Use these settings process-wide (every thread) inside the block, without touching
+    ``os.environ`` — e.g. pointing flows and judges at a gateway started for one run.
+
+    >>> with override_settings(gateway_url="http://127.0.0.1:9/v1") as s:
+    ...     get_settings().gateway_url
+    'http://127.0.0.1:9/v1'
+    """
+    s = get_settings().model_copy(update=changes)
+    _OVERRIDES.append(s)
+    try:
+        yield s
+    finally:
+        _OVERRIDES.remove(s)
 
 
 class SecretRef(BaseModel):

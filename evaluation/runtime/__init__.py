@@ -1,4 +1,6 @@
-"""How a flow runs: the promptflow DAG reader, the node executor, the batch runner with resume,
-the LLM client the flows use, data loading and column mapping, and the one promptflow seam
-(``pf_runner``). Scoring and gating of the results live in :mod:`evaluation`.
+"""How a flow runs: the strict promptflow DAG reader (``dag``, ``flow``), the node executor, the
+batch runner with resume and its ``run.json`` (``run_meta``), the gateway LLM client the flows use
+(``llm``, on the core client seam :mod:`genaiops.openai_client`), data loading and column mapping,
+the one promptflow seam (``pf_runner``) and a local gateway process manager. Scoring and gating
+of the results live in :mod:`evaluation`; the runtime never imports them.
 """

@@ -1,8 +1,11 @@
 """Execute one line of a DAG flow in-process: python tools, Jinja2 prompts and LLM nodes.
 
 No promptflow import: python tool files import ``promptflow.core.tool`` when it is installed and
-fall back to a no-op decorator otherwise; connections (``genaiops_gateway``) are resolved from
-genaiops settings. Every line yields a :class:`LineResult` — node errors are recorded on it,
+fall back to a no-op decorator otherwise. Connections are what the flow declares — an ``llm``
+node's ``connection:`` key or a python node's ``connection`` input — and ``genaiops_gateway`` is
+resolved from genaiops settings. LLM calls share one client per gateway (one connection pool per
+process, retries honouring ``Retry-After``). Retrieved chunks are the flow's ``context`` output
+when it declares one. Every line yields a :class:`LineResult` — node errors are recorded on it,
 never raised, so a batch keeps going and the gate can count them.
 
     >>> from evaluation.runtime.flow import load_flow                           # doctest: +SKIP
@@ -25,12 +28,16 @@ from typing import Any
 import jinja2
 
 from evaluation.errors import FlowError, NodeError
-from evaluation.runtime.flow import Flow, Node, VariantSet, parse_reference
-from evaluation.runtime.flowtools import CONNECTION_NAME, GatewayConnection
-from evaluation.runtime.llm import GatewayClient, parse_chat_prompt
+from evaluation.runtime.flow import CONNECTION_INPUT, Flow, Node, VariantSet, parse_reference
+from evaluation.runtime.llm import (
+    CONNECTION_NAME,
+    GatewayConnection,
+    gateway_client,
+    parse_chat_prompt,
+)
 from genaiops.errors import GenAIOpsError
 
-__all__ = ["FlowExecutor", "LineResult", "coerce_inputs"]
+__all__ = ["FlowExecutor", "LineResult", "coerce_inputs", "retrieved_chunks"]
 
 LLM_PARAMS = {"deployment_name", "model", "max_tokens", "temperature", "stop", "top_p"}
 
@@ -127,12 +134,8 @@ class FlowExecutor:
         """Resolve every connection the chosen variants use, so a missing gateway URL fails
         before the first line instead of on every line."""
         for vs in variant_sets:
-            for node in self.flow.resolved_nodes(vs):
-                if node.type == "llm":
-                    self.connection(node.connection or CONNECTION_NAME)
-                for value in node.inputs.values():
-                    if value == CONNECTION_NAME:
-                        self.connection(value)
+            for name in sorted(self.flow.connection_names(vs)):
+                self.connection(name)
 
     def tool(self, path: Path) -> Callable[..., Any]:
         with self._lock:
@@ -188,6 +191,7 @@ class FlowExecutor:
                 name: self._resolve(spec.get("reference"), inputs, outputs, None)
                 for name, spec in self.flow.outputs.items()
             }
+            res.retrieved = retrieved_chunks(self.flow.retrieved_output, res.outputs)
         except NodeError as e:
             res.error = {"node": e.node, "type": type(e.__cause__ or e).__name__, "message": str(e)}
         except (GenAIOpsError, KeyError, AttributeError, TypeError, ValueError) as e:
@@ -211,12 +215,8 @@ class FlowExecutor:
         try:
             if node.type == "python":
                 fn = self.tool(node.source)
-                sig = inspect.signature(fn)
-                for k, v in list(kwargs.items()):
-                    p = sig.parameters.get(k)
-                    ann = getattr(p.annotation, "__name__", str(p.annotation)) if p else ""
-                    if isinstance(v, str) and "Connection" in ann:
-                        kwargs[k] = self.connection(v)
+                if isinstance(kwargs.get(CONNECTION_INPUT), str):  # declared in the DAG
+                    kwargs[CONNECTION_INPUT] = self.connection(kwargs[CONNECTION_INPUT])
                 return fn(**kwargs)
             if node.type == "prompt":
                 return self.template(node.source).render(**kwargs)
@@ -231,17 +231,13 @@ class FlowExecutor:
         params = {k: kwargs.pop(k) for k in list(kwargs) if k in LLM_PARAMS}
         assert node.source is not None
         prompt = self.template(node.source).render(**kwargs)
-        client = GatewayClient(conn.base_url, getattr(conn, "api_key", None))
-        try:
-            r = client.chat(
-                parse_chat_prompt(prompt),
-                model=str(params.get("deployment_name") or params.get("model") or "genaiops-local"),
-                max_tokens=int(params.get("max_tokens", 128)),
-                temperature=float(params.get("temperature", 0.0)),
-                stop=params.get("stop"),
-            )
-        finally:
-            client.close()
+        r = gateway_client(conn.base_url, getattr(conn, "api_key", None)).chat(
+            parse_chat_prompt(prompt),
+            model=str(params.get("deployment_name") or params.get("model") or "genaiops-local"),
+            max_tokens=int(params.get("max_tokens", 128)),
+            temperature=float(params.get("temperature", 0.0)),
+            stop=params.get("stop"),
+        )
         return {
             "text": r.text,
             "model": r.model,
@@ -274,13 +270,21 @@ class FlowExecutor:
             res.prompt_tokens += int(out["usage"].get("prompt_tokens", 0))
             res.completion_tokens += int(out["usage"].get("completion_tokens", 0))
             res.model = out.get("model") or res.model
-        elif (
-            isinstance(out, list)
-            and out
-            and not res.retrieved
-            and all(isinstance(c, dict) and "doc_id" in c for c in out)
-        ):
-            res.retrieved = out
+
+
+def retrieved_chunks(output: str | None, outputs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chunks of the declared retrieval output (``None``: the flow retrieves nothing).
+
+    Both runners use this, so a line records the same chunks under genaiops and under ``pf``.
+    """
+    if output is None:
+        return []
+    value = outputs.get(output)
+    if value is None or value != value:  # absent, or NaN from a failed pf line
+        return []
+    if not isinstance(value, list) or not all(isinstance(c, dict) for c in value):
+        raise FlowError(f"outputs.{output}: expected a list of chunk objects, got {value!r:.80}")
+    return value
 
 
 def _load_tool(path: Path) -> Callable[..., Any]:

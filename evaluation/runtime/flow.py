@@ -20,15 +20,18 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from evaluation.errors import FlowError
+from evaluation.runtime.dag import UNSUPPORTED, InputSpec, NodeSpec, parse_dag
 from genaiops.errors import SpecError
 from genaiops.specs import read_yaml
 
 __all__ = [
+    "CONNECTION_INPUT",
+    "RETRIEVED_OUTPUT",
     "Flow",
     "FlowInput",
     "Node",
@@ -39,6 +42,10 @@ __all__ = [
 ]
 
 NODE_TYPES = ("python", "prompt", "llm")
+#: the python-tool input that names a connection (promptflow passes the connection object)
+CONNECTION_INPUT = "connection"
+#: the flow output holding the retrieved chunks (a list of dicts with ``doc_id``), if any
+RETRIEVED_OUTPUT = "context"
 _REF = re.compile(r"^\$\{([A-Za-z_][\w]*)\.([\w.]+)\}$")
 VariantMode = Literal["default", "all", "grid"]
 
@@ -126,6 +133,22 @@ class Flow:
         ]
         return _toposort(out, self.dag_file)
 
+    def connection_names(self, variants: VariantSet | None = None) -> set[str]:
+        """The connections the chosen variants declare: ``llm`` nodes' ``connection:`` key and
+        python nodes' ``connection`` input (nothing is inferred from tool annotations)."""
+        names: set[str] = set()
+        for node in self.resolved_nodes(variants):
+            if node.type == "llm" and node.connection:
+                names.add(node.connection)
+            elif node.type == "python" and isinstance(node.inputs.get(CONNECTION_INPUT), str):
+                names.add(node.inputs[CONNECTION_INPUT])
+        return names
+
+    @property
+    def retrieved_output(self) -> str | None:
+        """The output that holds retrieved chunks (``context``), when the flow declares one."""
+        return RETRIEVED_OUTPUT if RETRIEVED_OUTPUT in self.outputs else None
+
     def prompt_hash(self, variants: VariantSet | None = None) -> str:
         """Hash of the prompt/template sources and node inputs of the chosen variants."""
         h = hashlib.sha256()
@@ -158,35 +181,50 @@ def _toposort(nodes: list[Node], where: Path) -> list[Node]:
     return order
 
 
-def _node(raw: Any, key: str, folder: Path, dag: Path, name: str | None = None) -> Node:
-    if not isinstance(raw, dict):
-        raise FlowError(f"{dag}: {key}: expected a mapping")
-    ntype = raw.get("type")
-    if ntype not in NODE_TYPES:
-        raise FlowError(f"{dag}: {key}.type: {ntype!r} is not one of {', '.join(NODE_TYPES)}")
-    src = raw.get("source") or {}
-    path = src.get("path") if isinstance(src, dict) else None
-    if not path:
-        raise FlowError(f"{dag}: {key}.source.path: required for {ntype} nodes")
-    source = (folder / path).resolve()
+def _node(spec: NodeSpec, key: str, folder: Path, dag: Path, name: str) -> Node:
+    if spec.use_variants:
+        raise FlowError(f"{dag}: {key}.use_variants: only nodes under nodes: can use variants")
+    if spec.type is None:
+        raise FlowError(f"{dag}: {key}.type: required (one of {', '.join(NODE_TYPES)})")
+    if spec.source is None:
+        raise FlowError(f"{dag}: {key}.source.path: required for {spec.type} nodes")
+    source = (folder / spec.source.path).resolve()
     if not source.exists():
-        raise FlowError(f"{dag}: {key}.source.path: file {path!r} not found in {folder}")
-    inputs = raw.get("inputs") or {}
-    if not isinstance(inputs, dict):
-        raise FlowError(f"{dag}: {key}.inputs: expected a mapping")
+        raise FlowError(
+            f"{dag}: {key}.source.path: file {spec.source.path!r} not found in {folder}"
+        )
+    if spec.type == "llm" and not spec.connection:
+        raise FlowError(f"{dag}: {key}.connection: required for llm nodes")
+    conn = spec.inputs.get(CONNECTION_INPUT)
+    if spec.type == "python" and conn is not None and parse_reference(conn) is not None:
+        raise FlowError(
+            f"{dag}: {key}.inputs.{CONNECTION_INPUT}: a connection name is expected, not a "
+            f"reference ({UNSUPPORTED})"
+        )
+    if spec.type == "llm" and spec.aggregation:
+        raise FlowError(f"{dag}: {key}.aggregation: llm nodes cannot aggregate")
+    if spec.type != "llm" and (spec.connection or spec.api or spec.provider):
+        raise FlowError(
+            f"{dag}: {key}.connection: only llm nodes take connection/api/provider keys "
+            f"(python tools take an input named {CONNECTION_INPUT!r})"
+        )
     return Node(
-        name=name or str(raw.get("name")),
-        type=ntype,
+        name=name,
+        type=spec.type,
         source=source,
-        inputs=dict(inputs),
-        aggregation=bool(raw.get("aggregation", False)),
-        connection=raw.get("connection"),
-        api=raw.get("api"),
+        inputs=dict(spec.inputs),
+        aggregation=spec.aggregation,
+        connection=spec.connection,
+        api=spec.api,
     )
 
 
 def load_flow(path: str | Path) -> Flow:
-    """Load and check ``path`` (a flow folder or its ``flow.dag.yaml``)."""
+    """Load and check ``path`` (a flow folder or its ``flow.dag.yaml``).
+
+    Keys outside the supported subset (see :mod:`evaluation.runtime.dag`) are refused, not
+    ignored: run such flows with ``--runner pf``.
+    """
     p = Path(path)
     folder = p.parent if p.is_file() else p
     dag = folder / "flow.dag.yaml"
@@ -196,39 +234,45 @@ def load_flow(path: str | Path) -> Flow:
         raw = read_yaml(dag)
     except SpecError as e:
         raise FlowError(str(e)) from e
-    if not isinstance(raw, dict):
-        raise FlowError(f"{dag}: expected a mapping at the top level")
+    spec = parse_dag(raw, dag)
     inputs = {}
-    for name, spec in (raw.get("inputs") or {}).items():
-        spec = spec or {}
+    for name, ispec in spec.inputs.items():
+        ispec = ispec or InputSpec()
         inputs[name] = FlowInput(
             name=name,
-            type=str(spec.get("type", "string")),
-            default=spec.get("default"),
-            is_chat_history=bool(spec.get("is_chat_history", False)),
-            is_chat_input=bool(spec.get("is_chat_input", False)),
+            type=ispec.type,
+            default=ispec.default,
+            is_chat_history=ispec.is_chat_history,
+            is_chat_input=ispec.is_chat_input,
         )
     nodes: list[Node] = []
     variant_nodes: dict[str, dict[str, Node]] = {}
     defaults: dict[str, str] = {}
-    raw_variants = raw.get("node_variants") or {}
-    for i, rn in enumerate(raw.get("nodes") or []):
+    for i, rn in enumerate(spec.nodes):
         key = f"nodes.{i}"
-        if not isinstance(rn, dict) or not rn.get("name"):
+        if not rn.name:
             raise FlowError(f"{dag}: {key}.name: required")
-        name = str(rn["name"])
+        name = rn.name
         if any(n.name == name for n in nodes):
             raise FlowError(f"{dag}: {key}.name: duplicate node {name!r}")
-        if rn.get("use_variants"):
-            nv = raw_variants.get(name)
-            if not isinstance(nv, dict) or not nv.get("variants"):
+        if rn.use_variants:
+            others = rn.model_dump(exclude={"name", "use_variants"}, exclude_defaults=True)
+            if others:
+                raise FlowError(
+                    f"{dag}: {key}.{next(iter(others))}: a node using variants is defined "
+                    f"under node_variants.{name}"
+                )
+            nv = spec.node_variants.get(name)
+            if nv is None or not nv.variants:
                 raise FlowError(f"{dag}: node_variants.{name}: missing for node using variants")
             variant_nodes[name] = {}
-            for vid, vraw in nv["variants"].items():
+            for vid, vspec in nv.variants.items():
                 vkey = f"node_variants.{name}.variants.{vid}.node"
-                n = _node((vraw or {}).get("node"), vkey, folder, dag, name=name)
-                variant_nodes[name][str(vid)] = Node(**{**n.__dict__, "variant_id": str(vid)})
-            default = str(nv.get("default_variant_id") or next(iter(variant_nodes[name])))
+                if vspec.node.name not in (None, name):
+                    raise FlowError(f"{dag}: {vkey}.name: must be {name!r} or absent")
+                n = _node(vspec.node, vkey, folder, dag, name=name)
+                variant_nodes[name][str(vid)] = replace(n, variant_id=str(vid))
+            default = str(nv.default_variant_id or next(iter(variant_nodes[name])))
             if default not in variant_nodes[name]:
                 raise FlowError(
                     f"{dag}: node_variants.{name}.default_variant_id: unknown variant {default!r}"
@@ -236,10 +280,14 @@ def load_flow(path: str | Path) -> Flow:
             defaults[name] = default
             nodes.append(variant_nodes[name][default])
         else:
-            nodes.append(_node(rn, key, folder, dag))
-    flow = Flow(
-        folder.resolve(), inputs, dict(raw.get("outputs") or {}), nodes, variant_nodes, defaults
-    )
+            nodes.append(_node(rn, key, folder, dag, name=name))
+    unused = sorted(set(spec.node_variants) - set(variant_nodes))
+    if unused:
+        raise FlowError(
+            f"{dag}: node_variants.{unused[0]}: no node {unused[0]!r} with use_variants: true"
+        )
+    outputs = {name: o.model_dump() for name, o in spec.outputs.items()}
+    flow = Flow(folder.resolve(), inputs, outputs, nodes, variant_nodes, defaults)
     _check_references(flow)
     flow.resolved_nodes()  # cycle check
     return flow

@@ -1,4 +1,7 @@
-"""The logic behind the flow tools in ``flows/`` (the tool files are one-line wrappers).
+"""The logic behind the RAG and chat flow tools in ``flows/`` (the tool files are thin wrappers).
+
+Scoring is not here: ``flows/eval_rag`` imports :mod:`evaluation.scoring` itself (a flow tool
+may), so the runtime never depends on the scoring package that reads its runs.
 
 Kept here so the genaiops runner, ``pf``, and tests all run the same code, and so the flows
 survive promptflow's retirement: nothing in this module imports promptflow.
@@ -10,26 +13,29 @@ survive promptflow's retirement: nothing in this module imports promptflow.
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from evaluation.metrics import dedupe
-from evaluation.runtime.llm import GatewayClient, parse_chat_prompt
+from evaluation.runtime.llm import (
+    CONNECTION_NAME,
+    GatewayClient,
+    GatewayConnection,
+    gateway_client,
+    gateway_target,
+    parse_chat_prompt,
+)
+from indexing import retrieve
 
 __all__ = [
+    "CONNECTION_NAME",
     "GatewayConnection",
     "tool",
-    "aggregate_scores",
     "format_answer",
     "generate",
     "retrieve_context",
     "rewrite_question",
-    "score_line",
 ]
-
-CONNECTION_NAME = "genaiops_gateway"
 
 
 def tool(fn: Any) -> Any:
@@ -38,34 +44,19 @@ def tool(fn: Any) -> Any:
     return fn
 
 
-@dataclass(frozen=True)
-class GatewayConnection:
-    """What the genaiops runner passes where promptflow passes an ``OpenAIConnection``."""
-
-    base_url: str
-    api_key: str | None = None
-    name: str = CONNECTION_NAME
-
-    @classmethod
-    def from_settings(cls) -> GatewayConnection:
-        client = GatewayClient.from_settings()
-        return cls(client.base_url, client.api_key)
-
-
 def retrieve_context(
     question: str, index: str = "sample", alias: str = "current", k: int = 4, mode: str = "hybrid"
 ) -> list[dict[str, Any]]:
     """Chunks for ``question`` as plain dicts (JSON-serialisable: every runner records them)."""
-    from indexing import retrieve
-
     return [c.to_dict() for c in retrieve(question, k=int(k), mode=mode, index=index, alias=alias)]  # type: ignore[arg-type]
 
 
 def _client(connection: Any) -> GatewayClient:
+    """The shared client for a genaiops or promptflow connection (``base_url`` + ``api_key``)."""
     base = getattr(connection, "base_url", None) or getattr(connection, "api_base", None)
     if not base:
-        return GatewayClient.from_settings()
-    return GatewayClient(str(base), getattr(connection, "api_key", None) or None)
+        return gateway_client(*gateway_target())
+    return gateway_client(str(base), getattr(connection, "api_key", None) or None)
 
 
 def generate(
@@ -76,16 +67,12 @@ def generate(
     temperature: float = 0.0,
 ) -> dict[str, Any]:
     """Send a chat-format prompt through the gateway; returns text, usage and model."""
-    client = _client(connection)
-    try:
-        r = client.chat(
-            parse_chat_prompt(prompt),
-            model=model,
-            max_tokens=int(max_tokens),
-            temperature=float(temperature),
-        )
-    finally:
-        client.close()
+    r = _client(connection).chat(
+        parse_chat_prompt(prompt),
+        model=model,
+        max_tokens=int(max_tokens),
+        temperature=float(temperature),
+    )
     return {
         "text": r.text.strip(),
         "model": r.model,
@@ -131,34 +118,3 @@ def rewrite_question(
     out = generate(connection, prompt, model=model, max_tokens=max_tokens)["text"]
     first = out.strip().splitlines()[0].strip() if out.strip() else ""
     return first or question
-
-
-def score_line(
-    question: str,
-    answer: str,
-    ground_truth: str | None = None,
-    context: list[dict[str, Any]] | None = None,
-    doc_ids: list[str] | None = None,
-) -> dict[str, Any]:
-    """Every offline evaluator on one line (what ``flows/eval_rag`` runs per line)."""
-    from evaluation.scoring import default_evaluators, sample_from
-
-    sample = sample_from(question, answer, ground_truth, context, doc_ids)
-    out: dict[str, Any] = {}
-    for ev in default_evaluators():
-        out.update(ev(sample))
-    return out
-
-
-def aggregate_scores(scores: list[dict[str, Any]]) -> dict[str, float]:
-    """Mean of each numeric metric over lines (NaNs counted under ``<metric>_nan``)."""
-    from evaluation.stats import is_nan
-
-    keys = sorted({k for s in scores for k, v in s.items() if isinstance(v, int | float)})
-    out: dict[str, float] = {}
-    for k in keys:
-        vals = [s.get(k) for s in scores]
-        valid = [float(v) for v in vals if not is_nan(v)]  # type: ignore[arg-type]
-        out[k] = sum(valid) / len(valid) if valid else math.nan
-        out[f"{k}_nan"] = float(len(vals) - len(valid))
-    return out

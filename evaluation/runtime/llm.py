@@ -1,9 +1,11 @@
 """The one HTTP client flows and judges use to reach the gateway (OpenAI-compatible).
 
 The gateway is a service, never imported: this module speaks its ``/chat/completions``
-contract over an injectable ``httpx.Client`` (the test seam). Prompts use promptflow's chat
-format (``# system:`` / ``# user:`` / ``# assistant:`` headings), so the same Jinja2 templates
-run under ``pf`` and under the genaiops runner.
+contract through the core client seam (:mod:`genaiops.openai_client`): the ``openai`` SDK over
+one pooled ``httpx.Client`` per process (or an injected one: the test seam), retrying 429/5xx and
+honouring ``Retry-After``, so a rate-limited gateway slows a run down instead of failing lines.
+Prompts use promptflow's chat format (``# system:`` / ``# user:`` / ``# assistant:``
+headings), so the same Jinja2 templates run under ``pf`` and under the genaiops runner.
 
     >>> parse_chat_prompt("# system:\\nBe brief.\\n# user:\\nHi")
     [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi'}]
@@ -15,16 +17,27 @@ run under ``pf`` and under the genaiops runner.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
+import openai
 
 from genaiops.errors import ConfigError, UpstreamError
+from genaiops.openai_client import DEFAULT_MAX_RETRIES, openai_client, to_upstream_error
 from genaiops.settings import get_settings
 
-__all__ = ["ChatResult", "GatewayClient", "parse_chat_prompt"]
+__all__ = [
+    "CONNECTION_NAME",
+    "ChatResult",
+    "GatewayClient",
+    "GatewayConnection",
+    "gateway_client",
+    "gateway_target",
+    "parse_chat_prompt",
+]
 
 _ROLE = re.compile(r"^\s*#?\s*(system|user|assistant)\s*:\s*$", re.IGNORECASE | re.MULTILINE)
 
@@ -40,6 +53,23 @@ def parse_chat_prompt(text: str) -> list[dict[str, str]]:
     for role, content in zip(parts[1::2], parts[2::2], strict=True):
         messages.append({"role": role.lower(), "content": content.strip()})
     return messages
+
+
+CONNECTION_NAME = "genaiops_gateway"
+
+
+@dataclass(frozen=True)
+class GatewayConnection:
+    """What the genaiops runner passes where promptflow passes an ``OpenAIConnection``."""
+
+    base_url: str
+    api_key: str | None = None
+    name: str = CONNECTION_NAME
+
+    @classmethod
+    def from_settings(cls) -> GatewayConnection:
+        """The gateway of ``GENAIOPS_GATEWAY_URL`` / ``GENAIOPS_API_KEY``."""
+        return cls(*gateway_target())
 
 
 @dataclass(frozen=True)
@@ -61,6 +91,8 @@ class GatewayClient:
     """Chat completions against ``base_url`` (``…/v1``) with a bearer key.
 
     ``GatewayClient.from_settings()`` uses ``GENAIOPS_GATEWAY_URL`` / ``GENAIOPS_API_KEY``.
+    ``client`` is the HTTP seam; without it the process's pooled client is used, so building a
+    GatewayClient opens no connection and :meth:`close` leaves the pool alone.
     """
 
     def __init__(
@@ -70,22 +102,19 @@ class GatewayClient:
         *,
         timeout: float = 600.0,
         client: httpx.Client | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
     ):
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
-        self._client = client or httpx.Client(timeout=timeout)
+        self._owned = client
+        self._sdk = openai_client(
+            self.base_url, api_key, http_client=client, max_retries=max_retries, timeout=timeout
+        )
 
     @classmethod
     def from_settings(cls, **kwargs: Any) -> GatewayClient:
-        s = get_settings()
-        if not s.gateway_url:
-            raise ConfigError(
-                "GENAIOPS_GATEWAY_URL is not set: start a gateway "
-                "(genaiops gateway serve --port 8080) and export GENAIOPS_GATEWAY_URL="
-                "http://127.0.0.1:8080/v1"
-            )
-        key = s.api_key.get_secret_value() if s.api_key else None
-        return cls(s.gateway_url, key, **kwargs)
+        """A client for ``GENAIOPS_GATEWAY_URL`` with ``GENAIOPS_API_KEY``."""
+        return cls(*gateway_target(), **kwargs)
 
     def chat(
         self,
@@ -96,41 +125,65 @@ class GatewayClient:
         temperature: float = 0.0,
         stop: list[str] | None = None,
     ) -> ChatResult:
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": messages,
-            "max_tokens": max_tokens,
-            "temperature": temperature,
-        }
-        if stop:
-            body["stop"] = stop
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        """One chat completion (retried on 429/5xx); UpstreamError when it cannot be had."""
         t0 = time.perf_counter()
         try:
-            r = self._client.post(f"{self.base_url}/chat/completions", json=body, headers=headers)
-        except httpx.HTTPError as e:
-            raise UpstreamError(f"gateway {self.base_url} unreachable: {e}") from e
+            r = self._sdk.chat.completions.create(
+                model=model,
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=stop or openai.omit,
+            )
+        except openai.OpenAIError as e:
+            raise to_upstream_error(e, f"gateway {self.base_url}") from e
         latency = time.perf_counter() - t0
-        if r.status_code >= 400:
-            raise UpstreamError(f"gateway answered {r.status_code}: {r.text[:300]}", r.status_code)
         try:
-            data = r.json()
-            choice = data["choices"][0]
-            usage = data.get("usage") or {}
+            choice = r.choices[0]
+            usage = r.usage
             return ChatResult(
-                text=choice["message"].get("content") or "",
-                prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                completion_tokens=int(usage.get("completion_tokens", 0)),
-                model=str(data.get("model", model)),
-                finish_reason=str(choice.get("finish_reason", "")),
+                text=choice.message.content or "",
+                prompt_tokens=int(usage.prompt_tokens) if usage else 0,
+                completion_tokens=int(usage.completion_tokens) if usage else 0,
+                model=str(r.model or model),
+                finish_reason=str(choice.finish_reason or ""),
                 latency_s=latency,
             )
-        except (ValueError, KeyError, IndexError, TypeError) as e:
-            raise UpstreamError(f"gateway reply is not a chat completion: {r.text[:300]}") from e
+        except (AttributeError, IndexError, TypeError, ValueError) as e:
+            raise UpstreamError(f"gateway reply is not a chat completion: {r!r:.300}") from e
 
     def chat_prompt(self, prompt: str, **kwargs: Any) -> ChatResult:
         """Render-once convenience: parse a chat-format prompt and call :meth:`chat`."""
         return self.chat(parse_chat_prompt(prompt), **kwargs)
 
     def close(self) -> None:
-        self._client.close()
+        """Close an injected HTTP client; the shared pool stays open for other callers."""
+        if self._owned is not None:
+            self._owned.close()
+
+
+def gateway_target() -> tuple[str, str | None]:
+    """``(GENAIOPS_GATEWAY_URL, GENAIOPS_API_KEY)``; ConfigError saying how to start one."""
+    s = get_settings()
+    if not s.gateway_url:
+        raise ConfigError(
+            "GENAIOPS_GATEWAY_URL is not set: start a gateway "
+            "(genaiops gateway serve --port 8080) and export GENAIOPS_GATEWAY_URL="
+            "http://127.0.0.1:8080/v1"
+        )
+    return s.gateway_url, s.api_key.get_secret_value() if s.api_key else None
+
+
+_CLIENTS: dict[tuple[str, str | None], GatewayClient] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def gateway_client(base_url: str, api_key: str | None = None) -> GatewayClient:
+    """The process's client for one gateway and key, built once and reused by every line,
+    node and thread (over the shared connection pool)."""
+    key = (base_url.rstrip("/"), api_key)
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = _CLIENTS[key] = GatewayClient(base_url, api_key)
+        return client

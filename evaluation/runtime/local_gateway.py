@@ -13,29 +13,28 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from evaluation.errors import EvaluationError
+from genaiops.openai_client import free_port
+from genaiops.settings import get_settings, override_settings
 
-__all__ = ["LocalGateway", "free_port", "local_gateway", "using_local_gateway"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["LocalGateway", "local_gateway", "using_local_gateway"]
 
 
 @dataclass(frozen=True)
 class LocalGateway:
+    """A running gateway process: its ``/v1`` URL, the API key made for it, pid and log."""
+
     url: str
     api_key: str
     pid: int
@@ -57,7 +56,8 @@ def local_gateway(
 ) -> Iterator[LocalGateway]:
     """A gateway on ``127.0.0.1:port`` with a fresh API key, stopped on exit."""
     port = port or free_port()
-    env = dict(os.environ)
+    home = get_settings().home
+    env = {**os.environ, "GENAIOPS_HOME": str(home)}  # the children share this process's state
     cfg = ["--config", config] if config else []
     out = subprocess.run(
         [*_cli(), "gateway", "keys", "create", "--name", "genaiops-eval", "--json", *cfg],
@@ -73,7 +73,7 @@ def local_gateway(
         key = json.loads(out.stdout)["key"]
     except (ValueError, KeyError) as e:
         raise EvaluationError(f"unexpected 'gateway keys create' output: {out.stdout[:200]}") from e
-    log_dir = log_dir or Path(env.get("GENAIOPS_HOME", ".genaiops"))
+    log_dir = log_dir or home
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"gateway-{port}.log"
     with open(log, "ab") as logf:
@@ -121,22 +121,12 @@ def local_gateway(
 
 
 @contextlib.contextmanager
-def using_local_gateway(**kwargs: object) -> Iterator[LocalGateway]:
-    """:func:`local_gateway` with ``GENAIOPS_GATEWAY_URL`` / ``GENAIOPS_API_KEY`` pointing at it
-    for the duration (restored afterwards), so flows and judges reach it."""
-    from genaiops.settings import reset_settings
-
-    names = ("GENAIOPS_GATEWAY_URL", "GENAIOPS_API_KEY")
-    saved = {k: os.environ.get(k) for k in names}
-    with local_gateway(**kwargs) as gw:  # type: ignore[arg-type]
-        os.environ["GENAIOPS_GATEWAY_URL"], os.environ["GENAIOPS_API_KEY"] = gw.url, gw.api_key
-        reset_settings()
-        try:
-            yield gw
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-            reset_settings()
+def using_local_gateway(**kwargs: Any) -> Iterator[LocalGateway]:
+    """:func:`local_gateway` with genaiops settings pointing at it for the duration (process-wide,
+    through :func:`~genaiops.settings.override_settings`: ``os.environ`` is left alone), so
+    flows and judges reach it."""
+    with (
+        local_gateway(**kwargs) as gw,
+        override_settings(gateway_url=gw.url, api_key=SecretStr(gw.api_key)),
+    ):
+        yield gw

@@ -21,20 +21,28 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluation.errors import ColumnMappingError, RunNotFound
+from evaluation.errors import ColumnMappingError
 from evaluation.runtime.data import (
     apply_mapping,
     check_mapping,
+    columns,
     default_mapping,
     line_id,
     load_jsonl,
 )
 from evaluation.runtime.executor import FlowExecutor, LineResult
 from evaluation.runtime.flow import Flow, VariantSet, load_flow, select_variants
+from evaluation.runtime.run_meta import (
+    RunMeta,
+    RunRequest,
+    VariantMeta,
+    read_run_meta,
+    write_run_meta,
+)
 from genaiops.settings import get_settings
 
 __all__ = [
@@ -52,32 +60,6 @@ Progress = Callable[[str, int, int], None]
 
 def runs_dir() -> Path:
     return get_settings().home / "eval" / "runs"
-
-
-def _read_run_meta(run_id: str) -> tuple[Path, dict[str, Any]]:
-    """A run's folder and its ``run.json``; RunNotFound when there is no such run."""
-    path = runs_dir() / run_id
-    meta_file = path / "run.json"
-    if not meta_file.exists():
-        raise RunNotFound(f"no run {run_id!r} under {runs_dir()}")
-    return path, json.loads(meta_file.read_text())
-
-
-@dataclass
-class RunRequest:
-    """What to run. ``column_mapping`` maps flow inputs to ``${data.col}`` or literals."""
-
-    flow: str
-    data: str
-    variants: str = "default"
-    column_mapping: dict[str, Any] = field(default_factory=dict)
-    index_alias: str | None = None
-    concurrency: int = 2
-    limit: int | None = None
-    name: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -142,8 +124,6 @@ def _mapping(req: RunRequest, flow: Flow, rows: list[dict[str, Any]]) -> dict[st
             )
         mapping["alias"] = req.index_alias
     check_mapping(mapping, rows, source=str(req.data))
-    from evaluation.runtime.data import columns
-
     cols = columns(rows)
     from_data = [k for k, v in mapping.items() if isinstance(v, str) and v.startswith("${data.")]
     if not from_data:
@@ -189,8 +169,8 @@ def run_flow(
 ) -> RunResult:
     """Run (or resume) every selected variant over the dataset. Never raises for a line."""
     if resume:
-        path, meta = _read_run_meta(resume)
-        saved = RunRequest(**meta["request"])
+        path = runs_dir() / resume
+        saved = read_run_meta(path).request
         saved.concurrency = req.concurrency
         req, run_id = saved, resume
     flow = load_flow(req.flow)
@@ -203,19 +183,15 @@ def run_flow(
         run_id = new_run_id(flow, req.name)
         path = runs_dir() / run_id
     path.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "run_id": run_id,
-        "request": req.to_dict(),
-        "flow_path": str(flow.path),
-        "column_mapping": mapping,
-        "variants": [
-            {"label": v.label, "choice": v.choice, "prompt_hash": flow.prompt_hash(v)}
-            for v in variant_sets
-        ],
-        "created": time.time(),
-        "status": "running",
-    }
-    _write_json(path / "run.json", meta)
+    meta = RunMeta(
+        run_id=run_id,
+        request=req,
+        flow_path=str(flow.path),
+        column_mapping=mapping,
+        variants=variant_metas(flow, variant_sets),
+        status="running",
+    )
+    write_run_meta(path, meta)
     result = RunResult(run_id, path, req, variant_sets, {}, rows, flow)
     try:
         for vs in variant_sets:
@@ -231,12 +207,19 @@ def run_flow(
             )
     except KeyboardInterrupt:
         result.interrupted = True
-        meta["status"] = "interrupted"
-        _write_json(path / "run.json", meta)
+        meta.status = "interrupted"
+        write_run_meta(path, meta)
         raise
-    meta["status"] = "completed"
-    _write_json(path / "run.json", meta)
+    meta.status = "completed"
+    write_run_meta(path, meta)
     return result
+
+
+def variant_metas(flow: Flow, sets: list[VariantSet]) -> list[VariantMeta]:
+    """What ``run.json`` records of each variant set (both runners)."""
+    return [
+        VariantMeta(label=v.label, choice=v.choice, prompt_hash=flow.prompt_hash(v)) for v in sets
+    ]
 
 
 def _run_variant(
@@ -292,17 +275,18 @@ def _run_variant(
 
 def load_run(run_id: str) -> RunResult:
     """Re-open a finished (or interrupted) run from disk."""
-    path, meta = _read_run_meta(run_id)
-    req = RunRequest(**meta["request"])
-    flow = load_flow(meta.get("flow_path") or req.flow)
+    path = runs_dir() / run_id
+    meta = read_run_meta(path)
+    req = meta.request
+    flow = load_flow(meta.flow_path or req.flow)
     rows = load_jsonl(req.data, limit=req.limit)
-    sets = [VariantSet(v["choice"]) for v in meta["variants"]]
+    sets = [VariantSet(dict(v.choice)) for v in meta.variants]
     lines = {}
     for vs in sets:
         latest = {r.index: r for r in load_lines(path / vs.label / "lines.jsonl")}
         lines[vs.label] = [latest[i] for i in sorted(latest)]
     return RunResult(
-        run_id, path, req, sets, lines, rows, flow, interrupted=meta.get("status") != "completed"
+        run_id, path, req, sets, lines, rows, flow, interrupted=meta.status != "completed"
     )
 
 

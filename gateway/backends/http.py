@@ -6,6 +6,11 @@ Ollama, another genaiops gateway); ``azure_openai`` posts to
 ``api-key`` header or an Entra ID bearer token.  429 and 5xx are retried with exponential backoff,
 honouring ``Retry-After`` / ``retry-after-ms`` (capped); other 4xx pass through to the client.
 
+This is the pass-through hot path of the core client seam (:mod:`genaiops.openai_client`): it
+relays upstream JSON and SSE bytes on raw ``httpx`` (``bench/client_seam.py`` measured the
+``openai`` SDK slower here, see docs/benchmarks.md) and takes the seam's retry policy
+(``RETRY_STATUS``, ``backoff_delay``).
+
     >>> b = HTTPBackend(dep_config, httpx.AsyncClient())                 # doctest: +SKIP
     >>> await b.chat({"model": "gpt-4o", "messages": [...], "max_tokens": 16})   # doctest: +SKIP
 """
@@ -26,27 +31,11 @@ from azure.core.exceptions import AzureError
 from gateway.backends.base import BackendFailure
 from gateway.config import DeploymentConfig
 from gateway.errors import APIError, InvalidRequest
+from genaiops.openai_client import RETRY_STATUS, backoff_delay
 
 __all__ = ["HTTPBackend"]
 
 log = logging.getLogger(__name__)
-RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
-
-
-def _retry_after(resp: httpx.Response) -> float | None:
-    ms = resp.headers.get("retry-after-ms")
-    if ms:
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    s = resp.headers.get("retry-after")
-    if s:
-        try:
-            return float(s)
-        except ValueError:
-            return None
-    return None
 
 
 def _error_message(resp: httpx.Response) -> str:
@@ -123,10 +112,10 @@ class HTTPBackend:
         return out
 
     async def _delay(self, attempt: int, resp: httpx.Response | None) -> None:
-        wait = _retry_after(resp) if resp is not None else None
-        if wait is None:
-            wait = self.cfg.backoff_s * (2**attempt)
-        await asyncio.sleep(min(wait, self.cfg.max_retry_after_s))
+        cfg = self.cfg
+        await asyncio.sleep(
+            backoff_delay(attempt, resp, base_s=cfg.backoff_s, cap_s=cfg.max_retry_after_s)
+        )
 
     def _fail(self, resp: httpx.Response) -> APIError:
         msg = (

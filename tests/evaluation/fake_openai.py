@@ -1,7 +1,7 @@
-"""A loopback OpenAI-compatible stand-in for the gateway, for tests where the gateway is not the
-thing under test (the seam is HTTP). It answers chat completions by echoing the first context
-line of the prompt (a "grounded" answer) unless the prompt contains ``NO-CONTEXT``, then it
-answers from nowhere. Usage::
+"""The gateway stand-in for tests where the gateway is not the thing under test (the seam is
+HTTP): the suite's one fake upstream (:class:`gateway.testing.MockUpstream`) on a loopback port,
+answering chat completions by echoing the first context line of the prompt (a "grounded" answer)
+unless the prompt contains ``NO-CONTEXT``, then it answers from nowhere. Usage::
 
     with FakeOpenAI() as url:   # url = http://127.0.0.1:PORT/v1
         ...
@@ -9,17 +9,18 @@ answers from nowhere. Usage::
 
 from __future__ import annotations
 
-import json
+import contextlib
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["FakeOpenAI"]
+from gateway.testing import MockUpstream
+
+__all__ = ["FakeOpenAI", "grounded_answer"]
 
 
-def _answer(messages: list[dict[str, str]]) -> str:
-    text = "\n".join(m.get("content", "") for m in messages)
+def grounded_answer(messages: list[dict[str, Any]]) -> str:
+    """A judge's score for judge prompts, else the first ``[doc_id] text`` line of the prompt."""
+    text = "\n".join(str(m.get("content", "")) for m in messages)
     if "Score: <1-5>" in text:
         return "Score: 4\nReason: fake judge."
     if "NO-CONTEXT" in text:
@@ -32,63 +33,22 @@ def _answer(messages: list[dict[str, str]]) -> str:
     return lines[1][:160] if len(lines) > 1 else "I do not know."
 
 
-class _Handler(BaseHTTPRequestHandler):
-    requests: list[dict[str, Any]]
-
-    def log_message(self, *args: Any) -> None:
-        return
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
-        self.server.requests.append(body)  # type: ignore[attr-defined]
-        if not self.path.endswith("/chat/completions"):
-            self.send_response(404)
-            self.end_headers()
-            return
-        text = _answer(body.get("messages", []))
-        reply = {
-            "id": "fake",
-            "object": "chat.completion",
-            "model": body.get("model", "fake"),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {
-                "prompt_tokens": 50,
-                "completion_tokens": len(text.split()),
-                "total_tokens": 0,
-            },
-        }
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
 class FakeOpenAI:
-    def __init__(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.server.requests = []  # type: ignore[attr-defined]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    """A served :class:`MockUpstream` with :func:`grounded_answer`; ``upstream`` is the
+    MockUpstream itself (inject failures with ``upstream.fail`` / ``upstream.retry_after``)."""
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+    def __init__(self, **kw: Any) -> None:
+        self.upstream = MockUpstream(answer=grounded_answer, prompt_tokens=50, **kw)
+        self._stack = contextlib.ExitStack()
+        self.url = ""
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        return self.server.requests  # type: ignore[attr-defined,no-any-return]
+        return self.upstream.requests
 
     def __enter__(self) -> str:
-        self.thread.start()
+        self.url = self._stack.enter_context(self.upstream.serve())
         return self.url
 
     def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._stack.close()

@@ -9,8 +9,10 @@ import importlib
 import pytest
 
 MODULES = [
+    "runtime.dag",
     "runtime.data",
     "runtime.flow",
+    "runtime.run_meta",
     "runtime.flowtools",
     "gate",
     "judges",

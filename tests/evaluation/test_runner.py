@@ -122,3 +122,81 @@ def test_missing_gateway_url_fails_before_anything_runs(
     with pytest.raises(ConfigError, match="GENAIOPS_GATEWAY_URL"):
         run_flow(RunRequest(flow=str(REPO / "flows/rag"), data=QA, limit=2))
     assert not runs_dir().exists()
+
+
+def test_rate_limited_gateway_is_retried_after_retry_after(
+    sample_index: Path, fake_gateway: FakeOpenAI
+) -> None:
+    """A 429 with Retry-After is waited out and retried: the line succeeds (issue 12.1)."""
+    fake_gateway.upstream.fail = [429]
+    fake_gateway.upstream.retry_after = "1"
+    res = run_flow(RunRequest(flow=str(REPO / "flows/rag"), data=QA, limit=1))
+    line = res.lines["answer_prompt.cited"][0]
+    assert line.error is None, line.error
+    assert line.outputs["answer"]
+    arrivals = fake_gateway.upstream.arrivals
+    assert len(arrivals) == 2 and arrivals[1] - arrivals[0] >= 0.9  # it waited as told
+
+
+def test_one_pooled_client_serves_every_llm_call(
+    sample_index: Path, fake_gateway: FakeOpenAI
+) -> None:
+    """Every line's LLM call reuses one kept-alive connection (no client built per call)."""
+    res = run_flow(RunRequest(flow=str(REPO / "flows/rag"), data=QA, limit=4, concurrency=1))
+    assert [ln.error for ln in res.lines["answer_prompt.cited"]] == [None] * 4
+    assert len(fake_gateway.requests) == 4
+    assert len(fake_gateway.upstream.connections) == 1
+
+
+def test_run_json_is_versioned_and_old_files_load(
+    sample_index: Path, fake_gateway: FakeOpenAI
+) -> None:
+    res = run_flow(RunRequest(flow=str(REPO / "flows/rag"), data=QA, limit=1))
+    raw = json.loads((res.path / "run.json").read_text())
+    assert raw["schema_version"] == 1 and raw["runner"] == "genaiops"
+    from evaluation.runtime.run_meta import read_run_meta
+
+    meta = read_run_meta(res.path)
+    assert meta.status == "completed" and meta.request.limit == 1
+    assert [v.label for v in meta.variants] == ["answer_prompt.cited"]
+    # a run.json written before schema_version existed (the literal dict of older releases)
+    old = {k: v for k, v in raw.items() if k not in ("schema_version", "runner")}
+    (res.path / "run.json").write_text(json.dumps(old))
+    again = load_run(res.run_id)
+    assert not again.interrupted and len(again.lines["answer_prompt.cited"]) == 1
+
+
+def test_unreadable_run_json_fails_with_file_and_reason(
+    sample_index: Path, fake_gateway: FakeOpenAI
+) -> None:
+    from evaluation.errors import EvaluationError
+
+    res = run_flow(RunRequest(flow=str(REPO / "flows/rag"), data=QA, limit=1))
+    raw = json.loads((res.path / "run.json").read_text())
+    (res.path / "run.json").write_text(json.dumps({**raw, "schema_version": 99}))
+    with pytest.raises(EvaluationError, match=r"run.json: schema_version 99 is newer.*upgrade"):
+        load_run(res.run_id)
+    (res.path / "run.json").write_text(json.dumps({**raw, "status": "exploded"}))
+    with pytest.raises(EvaluationError, match=r"run.json: not a genaiops run.json: status"):
+        load_run(res.run_id)
+
+
+def test_flows_reach_a_gateway_given_by_settings_without_touching_the_environment(
+    sample_index: Path, fake_gateway: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``using_local_gateway`` relies on: settings point flows at a gateway while
+    ``os.environ`` is left as it was."""
+    import os
+
+    from pydantic import SecretStr
+
+    from genaiops.settings import override_settings, reset_settings
+
+    monkeypatch.delenv("GENAIOPS_GATEWAY_URL")
+    monkeypatch.delenv("GENAIOPS_API_KEY")
+    reset_settings()
+    before = dict(os.environ)
+    with override_settings(gateway_url=fake_gateway.url, api_key=SecretStr("sk-test")):
+        res = run_flow(RunRequest(flow=str(REPO / "flows/rag"), data=QA, limit=1))
+    assert res.lines["answer_prompt.cited"][0].error is None
+    assert dict(os.environ) == before

@@ -18,16 +18,11 @@ import uvicorn
 
 from gateway import create_app
 from gateway.config import GatewayConfig
-from gateway.testing import exact_reply, openai_prompt_tokens
+from gateway.testing import MockUpstream, exact_reply, openai_prompt_tokens
+from genaiops.openai_client import free_port  # the suite's one free_port
 
 ADMIN_KEY = "admin-test-key-0123456789"
 UPSTREAM = "http://upstream.test/v1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -313,27 +308,8 @@ def two_deployment_config(weights: tuple[float, float] = (100, 0), **kw: Any) ->
 @contextmanager
 def mock_upstream_server(**kw: Any) -> Iterator[str]:
     """``gateway.testing``'s fake upstream on a loopback port (thread); yields its ``/v1`` URL."""
-    from gateway.testing import mock_upstream_app
-
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            mock_upstream_app(**kw),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            access_log=False,
-        )
-    )
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        t.join(timeout=10)
+    with MockUpstream(**kw).serve() as url:
+        yield url
 
 
 @dataclass
