@@ -289,7 +289,8 @@ def test_kill9_mid_stream_releases_reservations_and_keeps_delivered_tokens(
         else f"{{path: '{tmp_path / 's.db'}', ledger_path: '{ledger}'}}"
     )
     cfg = None
-    with mock_upstream_server(reply="word " * 400, chunk_delay_ms=20, exact_usage=True) as up:
+    # streams far longer than the test (40 s), so none can finish before the kill, even on a busy box
+    with mock_upstream_server(reply="word " * 2400, chunk_delay_ms=20, exact_usage=True) as up:
         cfg = _config(up, store) + "lease_s: 2\nprogress_interval_s: 0.2\n"
         with gateway_processes(cfg, tmp_path / "home") as (gp,):
             key = _create_key(gp.url, quota=100_000, period="day")
@@ -298,7 +299,7 @@ def test_kill9_mid_stream_releases_reservations_and_keeps_delivered_tokens(
             ) as c:
                 key_id = c.get("/admin/keys").json()["data"][0]["id"]
             started: list[int] = []  # one entry per stream that has delivered 10 chunks
-            body = {"model": "gpt-test", "messages": MSG, "max_tokens": 300, "stream": True}
+            body = {"model": "gpt-test", "messages": MSG, "max_tokens": 2000, "stream": True}
 
             def stream() -> None:
                 seen = 0

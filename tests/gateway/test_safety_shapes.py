@@ -45,8 +45,6 @@ def _parts(*texts: str) -> list[dict[str, Any]]:
             ],
             "jailbreak",
         ),
-        # a part type the gateway does not know is read all the same
-        ([{"role": "user", "content": [{"type": "input_text", "text": JAILBREAK}]}], "jailbreak"),
         # many-shot jailbreaks live in client-written assistant turns
         (
             [
@@ -120,6 +118,18 @@ def test_list_shaped_and_every_role_are_filtered(
     assert err["innererror"]["content_filter_result"][reason]["filtered"] is True
     assert "messages[" in err["message"]  # names the message
     assert upstream.requests == []  # never reached the model
+
+
+def test_unknown_part_types_never_reach_the_model(gateway: Running, upstream: FakeUpstream):
+    """A part type the gateway does not know cannot be bounded for quotas: refused at
+    admission, so a jailbreak hidden in one is never forwarded (the filter would read it too)."""
+    key = gateway.create_key()
+    messages = [{"role": "user", "content": [{"type": "input_text", "text": JAILBREAK}]}]
+    with pytest.raises(openai.BadRequestError) as ei:
+        _sdk(gateway, key).chat.completions.create(model="gpt-test", messages=messages)  # type: ignore[arg-type]
+    err = ei.value.body
+    assert isinstance(err, dict) and err["param"] == "messages.0.content.0.type"
+    assert "input_text" in err["message"] and upstream.requests == []
 
 
 def test_pii_redacted_in_every_part_before_the_model(gateway: Running, upstream: FakeUpstream):

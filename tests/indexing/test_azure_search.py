@@ -305,6 +305,8 @@ def test_killed_build_leaves_no_service_index_after_cleanup(
     staging = catalog.staging_dir()
     az.AzureSearchBackend().write(staging, TEXTS, _vectors(), AZ)
     (staging / "owner.json").write_text('{"pid": 999999999, "started": 0}')  # a dead builder
+    dead = staging.with_name(".tmp-999999999-killed")  # staging folders carry the builder's pid
+    staging = staging.rename(dead)
     assert len(service.indexes) == 1
     catalog.clean_leftovers()
     assert not staging.exists() and service.indexes == {}
