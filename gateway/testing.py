@@ -20,9 +20,11 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import httpx
 
 from genaiops.openai_client import free_port
 from genaiops.tokens import count_tokens, decode, encode
@@ -74,6 +76,11 @@ class MockUpstream:
     prompt_tokens: int = 10
     chunk_delay_ms: float = 0.0
     exact_usage: bool = False
+    fail_always: int | None = None
+    embedding_dim: int = 8
+    role_chunk: bool = False  # streams open with a ``{"role": "assistant"}`` delta, as OpenAI's do
+    headers: list[dict[str, str]] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)
     connections: set[tuple[str, int]] = field(default_factory=set)
@@ -88,30 +95,36 @@ class MockUpstream:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         body = json.loads(await _read_body(receive) or b"{}")
-        self.requests.append(body)
-        self.arrivals.append(time.monotonic())
         if scope.get("client"):
             self.connections.add((str(scope["client"][0]), int(scope["client"][1])))
-        if self.delay_ms:
-            await asyncio.sleep(self.delay_ms / 1000)
-        status = self.fail.pop(0) if self.fail else 0
-        if not status and self.fail_every and len(self.requests) % self.fail_every == 0:
-            status = 503
+        status = await self._arrive(body)
         if status:
-            kind = "rate_limit_error" if status == 429 else "server_error"
-            err = {"error": {"message": f"injected {status}", "type": kind}}
-            extra = [(b"retry-after", self.retry_after.encode())] if self.retry_after else []
-            await _respond(send, status, err, extra)
+            await _respond(send, status, _error(status), self._failure_headers())
             return
         path = scope["path"]
         if path.endswith("/embeddings"):
-            await _embeddings(send, body)
+            await _respond(send, 200, _embeddings_reply(body, self.embedding_dim))
         elif path.endswith("/chat/completions"):
             await self._chat(send, body)
         else:
             await _respond(send, 404, {"error": {"message": f"no route {path}", "type": "nf"}})
 
-    async def _chat(self, send: Any, body: dict[str, Any]) -> None:
+    async def _arrive(self, body: dict[str, Any]) -> int:
+        """Record a request, wait ``delay_ms``; the injected failure status, or 0."""
+        self.requests.append(body)
+        self.arrivals.append(time.monotonic())
+        if self.delay_ms:
+            await asyncio.sleep(self.delay_ms / 1000)
+        status = self.fail.pop(0) if self.fail else (self.fail_always or 0)
+        if not status and self.fail_every and len(self.requests) % self.fail_every == 0:
+            status = 503
+        return status
+
+    def _failure_headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", self.retry_after.encode())] if self.retry_after else []
+
+    def _completion(self, body: dict[str, Any]) -> tuple[list[str], dict[str, int]]:
+        """The reply as streamed pieces, and its usage."""
         if self.exact_usage:
             pieces, ct = exact_reply(self.reply, body.get("max_tokens"))
             p = openai_prompt_tokens(body.get("messages") or [])
@@ -122,17 +135,71 @@ class MockUpstream:
                 out = self.reply.split(" ")[: int(body.get("max_tokens") or 10_000)]
             pieces = [w if i == 0 else " " + w for i, w in enumerate(out)]
             p, ct = self.prompt_tokens, len(out)
-        text = "".join(pieces)
-        usage = {"prompt_tokens": p, "completion_tokens": ct, "total_tokens": p + ct}
+        return pieces, {"prompt_tokens": p, "completion_tokens": ct, "total_tokens": p + ct}
+
+    def _events(self, body: dict[str, Any], pieces: list[str], usage: dict[str, int]) -> list[Any]:
+        """The SSE chunk objects of a streamed answer (``None`` marks a chunk delay)."""
         base = {"id": "chatcmpl-mock", "created": 1, "model": body.get("model") or "mock"}
+        base["object"] = "chat.completion.chunk"
+        out: list[Any] = []
+        if self.role_chunk:
+            delta = {"role": "assistant", "content": ""}
+            out.append({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        for piece in pieces:
+            if self.chunk_delay_ms:
+                out.append(None)
+            delta = {"content": piece}
+            out.append({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            out.append({**base, "choices": [], "usage": usage})
+        return out
+
+    def _reply(self, body: dict[str, Any], pieces: list[str], usage: dict[str, int]) -> Any:
+        choice = {
+            "index": 0,
+            "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "".join(pieces)},
+        }
+        model = body.get("model") or "mock"
+        return {
+            "id": "chatcmpl-mock",
+            "created": 1,
+            "model": model,
+            "object": "chat.completion",
+            "usage": usage,
+            "choices": [choice],
+        }
+
+    # -- in process: an httpx transport (no socket), for tests that inject the client ----------
+    def transport(self) -> httpx.MockTransport:
+        """The same upstream as an ``httpx`` transport (in process, no port)."""
+        return httpx.MockTransport(self.handle)
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=self.transport())
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content or b"{}")
+        self.headers.append(dict(request.headers))
+        self.urls.append(str(request.url))
+        status = await self._arrive(body)
+        if status:
+            h = {"retry-after": self.retry_after} if self.retry_after else {}
+            return httpx.Response(status, json=_error(status), headers=h)
+        if request.url.path.endswith("/embeddings"):
+            return httpx.Response(200, json=_embeddings_reply(body, self.embedding_dim))
+        pieces, usage = self._completion(body)
+        if body.get("stream"):
+            events = self._events(body, pieces, usage)
+            stream = _SSE(events, self.chunk_delay_ms / 1000)
+            return httpx.Response(200, stream=stream, headers={"content-type": "text/event-stream"})
+        return httpx.Response(200, json=self._reply(body, pieces, usage))
+
+    async def _chat(self, send: Any, body: dict[str, Any]) -> None:
+        pieces, usage = self._completion(body)
         if not body.get("stream"):
-            choice = {
-                "index": 0,
-                "finish_reason": "stop",
-                "message": {"role": "assistant", "content": text},
-            }
-            reply = {**base, "object": "chat.completion", "usage": usage, "choices": [choice]}
-            await _respond(send, 200, reply)
+            await _respond(send, 200, self._reply(body, pieces, usage))
             return
         await send(
             {
@@ -141,24 +208,9 @@ class MockUpstream:
                 "headers": [(b"content-type", b"text/event-stream")],
             }
         )
-        base["object"] = "chat.completion.chunk"
-
-        def ev(choices: list[Any], **extra: Any) -> dict[str, Any]:
-            line = json.dumps({**base, "choices": choices, **extra})
-            return {
-                "type": "http.response.body",
-                "body": f"data: {line}\n\n".encode(),
-                "more_body": True,
-            }
-
-        for piece in pieces:
-            if self.chunk_delay_ms:
-                await asyncio.sleep(self.chunk_delay_ms / 1000)
-            await send(ev([{"index": 0, "delta": {"content": piece}, "finish_reason": None}]))
-        await send(ev([{"index": 0, "delta": {}, "finish_reason": "stop"}]))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            await send(ev([], usage=usage))
-        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+        async for chunk in _SSE(self._events(body, pieces, usage), self.chunk_delay_ms / 1000):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
     @contextlib.contextmanager
     def serve(self) -> Iterator[str]:
@@ -221,11 +273,36 @@ async def _respond(
     await send({"type": "http.response.body", "body": data})
 
 
-async def _embeddings(send: Any, body: dict[str, Any]) -> None:
+def _error(status: int) -> dict[str, Any]:
+    kind = "rate_limit_error" if status == 429 else "server_error"
+    return {"error": {"message": f"injected {status}", "type": kind}}
+
+
+def _embeddings_reply(body: dict[str, Any], dim: int) -> dict[str, Any]:
     n = 1 if isinstance(body.get("input"), str) else len(body.get("input") or [])
-    data = [{"object": "embedding", "index": i, "embedding": [0.0] * 8} for i in range(n)]
+    data = [{"object": "embedding", "index": i, "embedding": [0.1] * dim} for i in range(n)]
     usage = {"prompt_tokens": n, "total_tokens": n}
-    await _respond(send, 200, {"object": "list", "data": data, "model": "mock", "usage": usage})
+    return {"object": "list", "data": data, "model": "mock", "usage": usage}
+
+
+class _SSE(httpx.AsyncByteStream):
+    """SSE bytes of chunk objects (``None``: sleep ``delay`` seconds); ``closed`` once the
+    client closed it, so tests see a disconnect reach the upstream."""
+
+    def __init__(self, events: list[Any], delay: float):
+        self.events, self.delay = events, delay
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for e in self.events:
+            if e is None:
+                await asyncio.sleep(self.delay)
+            else:
+                yield f"data: {json.dumps(e)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+
+    async def aclose(self) -> None:
+        self.closed = True
 
 
 def main() -> None:

@@ -3,14 +3,12 @@ loopback server) and a helper that runs a real gateway under uvicorn on a free l
 
 from __future__ import annotations
 
-import asyncio
-import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -18,7 +16,7 @@ import uvicorn
 
 from gateway import create_app
 from gateway.config import GatewayConfig
-from gateway.testing import MockUpstream, exact_reply, openai_prompt_tokens
+from gateway.testing import MockUpstream
 from genaiops.openai_client import free_port  # the suite's one free_port
 
 ADMIN_KEY = "admin-test-key-0123456789"
@@ -26,137 +24,21 @@ UPSTREAM = "http://upstream.test/v1"
 
 
 @dataclass
-class FakeUpstream:
-    """An OpenAI-compatible upstream: answers ``reply`` (streamed word by word when asked).
-
-    ``fail`` is a queue of status codes to answer before succeeding; ``fail_always`` a status
-    for every request; ``delay_s`` a pause before answering; ``requests`` records what came in.
-    ``exact_usage``: report usage as OpenAI bills it (cookbook prompt count, reply cut at
-    ``max_tokens`` tokens) instead of 11 prompt tokens and one per word.
-    """
+class FakeUpstream(MockUpstream):
+    """The suite's one fake upstream (:class:`gateway.testing.MockUpstream`), in process: pass
+    ``client()`` to a backend. Presets of the gateway tests: this reply, 11 prompt tokens,
+    streams that open with a role chunk; ``delay_s`` / ``chunk_delay_s`` in seconds."""
 
     reply: str = "Hello from upstream."
-    fail: list[int] = field(default_factory=list)
-    fail_always: int | None = None
-    retry_after: str | None = None
+    prompt_tokens: int = 11
+    role_chunk: bool = True
+    embedding_dim: int = 3
     delay_s: float = 0.0
     chunk_delay_s: float = 0.0
-    exact_usage: bool = False
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    urls: list[str] = field(default_factory=list)
 
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handle)
-
-    def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=self.transport())
-
-    async def handle(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content or b"{}")
-        self.requests.append(body)
-        self.headers.append(dict(request.headers))
-        self.urls.append(str(request.url))
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
-        status = self.fail.pop(0) if self.fail else self.fail_always
-        if status:
-            h = {"retry-after": self.retry_after} if self.retry_after else {}
-            err = {"error": {"message": f"injected {status}", "type": "server_error"}}
-            return httpx.Response(status, json=err, headers=h)
-        if request.url.path.endswith("/embeddings"):
-            inp = body["input"]
-            n = 1 if isinstance(inp, str) else len(inp)
-            data = [
-                {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(n)
-            ]
-            return httpx.Response(
-                200,
-                json={
-                    "object": "list",
-                    "data": data,
-                    "model": "m",
-                    "usage": {"prompt_tokens": 3, "total_tokens": 3},
-                },
-            )
-        if self.exact_usage:
-            pieces, ct = exact_reply(self.reply, body.get("max_tokens"))
-            pt = openai_prompt_tokens(body.get("messages") or [])
-        else:
-            words = self.reply.split(" ")[: int(body.get("max_tokens") or 10_000)]
-            pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
-            pt, ct = 11, len(words)
-        text = "".join(pieces)
-        if body.get("stream"):
-            return httpx.Response(
-                200,
-                stream=_Stream(pieces, self.chunk_delay_s, body, pt),
-                headers={"content-type": "text/event-stream"},
-            )
-        return httpx.Response(
-            200,
-            json={
-                "id": "chatcmpl-up",
-                "object": "chat.completion",
-                "created": 1,
-                "model": "up",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
-            },
-        )
-
-
-class _Stream(httpx.AsyncByteStream):
-    def __init__(self, pieces: list[str], delay: float, body: dict[str, Any], prompt: int = 11):
-        self.pieces, self.delay, self.body, self.prompt = pieces, delay, body, prompt
-        self.closed = False
-
-    async def __aiter__(self):  # type: ignore[override]
-        def ev(obj: Any) -> bytes:
-            return f"data: {json.dumps(obj)}\n\n".encode()
-
-        base = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": "up"}
-        yield ev(
-            {
-                **base,
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": {"role": "assistant", "content": ""},
-                        "finish_reason": None,
-                    }
-                ],
-            }
-        )
-        for piece in self.pieces:
-            if self.delay:
-                await asyncio.sleep(self.delay)
-            yield ev(
-                {
-                    **base,
-                    "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
-                }
-            )
-        yield ev({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-        if (self.body.get("stream_options") or {}).get("include_usage"):
-            n, p = len(self.pieces), self.prompt
-            yield ev(
-                {
-                    **base,
-                    "choices": [],
-                    "usage": {"prompt_tokens": p, "completion_tokens": n, "total_tokens": p + n},
-                }
-            )
-        yield b"data: [DONE]\n\n"
-
-    async def aclose(self) -> None:
-        self.closed = True
+    def __post_init__(self) -> None:
+        self.delay_ms = self.delay_ms or self.delay_s * 1000
+        self.chunk_delay_ms = self.chunk_delay_ms or self.chunk_delay_s * 1000
 
 
 def upstream_config(**kw: Any) -> GatewayConfig:
