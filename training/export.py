@@ -10,6 +10,7 @@ data folders become ``uri_folder`` inputs, and the job's outputs (``GENAIOPS_HOM
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,8 @@ def export_azureml(
     """The command-job YAML text for ``spec_path`` (validated first, like ``train run``)."""
     spec = load_spec(spec_path, overrides)
     rel = Path(spec_path).resolve()
-    try:
+    with contextlib.suppress(ValueError):
         rel = rel.relative_to(REPO)
-    except ValueError:
-        pass
     inputs: dict[str, Any] = {}
     env_vars = {"GENAIOPS_HOME": "${{outputs.genaiops_home}}", "HF_HUB_OFFLINE": "1"}
     for i, b in enumerate(list(spec.data.benign) + list(spec.data.indirect_documents)):
