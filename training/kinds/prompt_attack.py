@@ -130,7 +130,8 @@ class PromptAttackKind:
             ctx.progress("cross-validation", k, folds)
             fold = LogisticRegression(**clf.get_params()).fit(x[tr], y[tr])
             oof[va] = fold.predict_proba(x[va])[:, 1]
-            ctx.log_metrics(binary_metrics(y[va], oof[va], 0.5) | {"fold": float(k)}, k)
+            fold_m = binary_metrics(y[va], oof[va], 0.5)
+            ctx.log_metrics({f"cv_fold_{m}": v for m, v in fold_m.items()}, k)
         ctx.progress("cross-validation", folds, folds)
         # per-feature-set out-of-fold AUC: the measurement the feature choice rests on
         cv_auc = _feature_set_auc(x, y, groups, folds, feats, clf) if len(p.features) > 1 else {}
