@@ -194,7 +194,9 @@ def load_spec(
     try:
         spec = _ADAPTER.validate_python(raw)
     except ValidationError as e:
-        raise SpecError(str(path), format_validation_error(e)) from e
+        kind = f"{raw.get('kind')}."  # the discriminated union puts the kind first in the path
+        problems = [(k.removeprefix(kind), m) for k, m in format_validation_error(e)]
+        raise SpecError(str(path), problems) from e
     spec.base_dir = str(Path(path).resolve().parent)
     return spec
 

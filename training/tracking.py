@@ -1,6 +1,7 @@
 """The MLflow seam: tracking store, runs, the model registry and its aliases.
 
-The store is ``sqlite:///$GENAIOPS_HOME/mlflow/mlflow.db`` with artifacts beside it, unless
+The store is ``sqlite:///$GENAIOPS_HOME/mlflow.db`` (shared with evaluation runs; artifacts in
+``$GENAIOPS_HOME/mlartifacts``), unless
 ``MLFLOW_TRACKING_URI`` names another (a server, Azure ML's workspace URI).  Each registered
 model has one experiment, ``training/<model>``.  Aliases follow the Azure mlops-v2 templates:
 ``challenger`` is the version a run just registered, ``champion`` the one in production; the
@@ -41,14 +42,14 @@ def tracking_uri() -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
-    db = get_settings().path("mlflow", "mlflow.db").resolve()
+    db = get_settings().path("mlflow.db").resolve()  # the store evaluation runs use too
     return f"sqlite:///{db}"
 
 
 def _artifact_root() -> str | None:
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return None  # the server decides
-    return get_settings().path("mlflow", "artifacts", "x").parent.resolve().as_uri()
+    return get_settings().path("mlartifacts", "x").parent.resolve().as_uri()
 
 
 class Tracker:

@@ -32,14 +32,14 @@ def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             os.environ["GENAIOPS_HOME"] = old
         reset_settings()
-    return home / "mlflow" / "mlflow.db"
+    return home / "mlflow.db"
 
 
 @pytest.fixture
 def train_home(genaiops_home: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """GENAIOPS_HOME with a ready MLflow store and the stand-in wheels."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    (genaiops_home / "mlflow").mkdir(parents=True, exist_ok=True)
-    shutil.copy(mlflow_template, genaiops_home / "mlflow" / "mlflow.db")
+    genaiops_home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(mlflow_template, genaiops_home / "mlflow.db")
     write_wheels(genaiops_home / "cache" / "wheels")
     return genaiops_home
