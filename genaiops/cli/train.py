@@ -19,14 +19,13 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
 
-from genaiops.cli._output import console, emit_json, err_console
+from genaiops.cli._output import StageBar, console, emit_json, err_console
 from genaiops.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True, help=__doc__.splitlines()[0])
@@ -34,11 +33,11 @@ app = typer.Typer(no_args_is_help=True, help=__doc__.splitlines()[0])
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-class JobProgress:
-    """Rich bars per stage on stderr with step counts, ETA and the latest loss (off for --json)."""
+class JobProgress(StageBar):
+    """:class:`StageBar` plus ETA and the latest loss per stage (off for --json)."""
 
     def __init__(self, enabled: bool):
-        self.enabled = enabled
+        super().__init__(enabled)
         self.bar = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -50,7 +49,6 @@ class JobProgress:
             console=err_console,
             transient=True,
         )
-        self.tasks: dict[str, TaskID] = {}
 
     def __call__(self, stage: str, done: int, total: int, **info: Any) -> None:
         if not self.enabled:
@@ -61,15 +59,6 @@ class JobProgress:
         if stage not in self.tasks:
             self.tasks[stage] = self.bar.add_task(stage, total=total or 1, info=text)
         self.bar.update(self.tasks[stage], completed=done, total=total or 1, info=text)
-
-    def __enter__(self) -> JobProgress:
-        if self.enabled:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self.bar.stop()
 
 
 def _fmt(v: Any) -> str:

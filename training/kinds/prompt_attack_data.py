@@ -33,7 +33,7 @@ from genaiops.settings import get_settings
 from training.errors import DataSourceError
 from training.kinds import written
 from training.report import DataSourceRecord
-from training.spec import PromptAttackSpec, expand_path
+from training.spec import BenignFile, PromptAttackSpec, expand_path
 
 __all__ = ["Example", "build_dataset", "examples_digest", "split", "wheel_path"]
 
@@ -188,22 +188,11 @@ def build_dataset(spec: PromptAttackSpec) -> tuple[list[Example], list[DataSourc
             )
         )
     for b in d.benign:
-        path = expand_path(b.path, spec.base_dir, key="data.benign.path")
-        if not path.is_file():
-            raise DataSourceError(f"data.benign: {b.source}: no file {path}")
-        texts = _jsonl(path, b.field)[: b.limit] if b.limit else _jsonl(path, b.field)
+        texts, rec = _read_file(b, spec, "data.benign")
         if b.role == "document":
             texts = [_passages(t, rng) for t in texts]
         examples += [Example(t, 0, b.source, role=b.role) for t in texts]
-        records.append(
-            DataSourceRecord(
-                name=b.source,
-                kind="file",
-                location=str(path),
-                sha256=_sha256(path),
-                examples=len(texts),
-            )
-        )
+        records.append(rec)
     if d.written:
         got = written.examples()
         examples += [Example(t, lab, src, group=g) for t, lab, src, g in got]
@@ -220,21 +209,9 @@ def build_dataset(spec: PromptAttackSpec) -> tuple[list[Example], list[DataSourc
     if d.indirect_documents:
         carriers: list[str] = []
         for b in d.indirect_documents:
-            path = expand_path(b.path, spec.base_dir, key="data.indirect_documents.path")
-            if not path.is_file():
-                raise DataSourceError(f"data.indirect_documents: {b.source}: no file {path}")
-            texts = _jsonl(path, b.field)
-            rng.shuffle(texts)
-            carriers += [_passages(t, rng) for t in texts[: b.limit or d.max_per_source]]
-            records.append(
-                DataSourceRecord(
-                    name=b.source,
-                    kind="file",
-                    location=str(path),
-                    sha256=_sha256(path),
-                    examples=len(texts[: b.limit or d.max_per_source]),
-                )
-            )
+            texts, rec = _read_file(b, spec, "data.indirect_documents", rng, d.max_per_source)
+            carriers += [_passages(t, rng) for t in texts]
+            records.append(rec)
         attacks = written.indirect_attacks()
         for i, doc in enumerate(carriers):
             tid, attack = attacks[i % len(attacks)]
@@ -252,6 +229,28 @@ def build_dataset(spec: PromptAttackSpec) -> tuple[list[Example], list[DataSourc
     for e in examples:
         e.text = e.text[: d.max_chars]
     return _dedupe(examples), records
+
+
+def _read_file(
+    b: BenignFile,
+    spec: PromptAttackSpec,
+    key: str,
+    rng: random.Random | None = None,
+    default_limit: int | None = None,
+) -> tuple[list[str], DataSourceRecord]:
+    """A JSONL source's texts (shuffled first when ``rng`` is given, then cut to its limit)."""
+    path = expand_path(b.path, spec.base_dir, key=f"{key}.path")
+    if not path.is_file():
+        raise DataSourceError(f"{key}: {b.source}: no file {path}")
+    texts = _jsonl(path, b.field)
+    if rng is not None:
+        rng.shuffle(texts)
+    limit = b.limit or default_limit
+    texts = texts[:limit] if limit else texts
+    rec = DataSourceRecord(
+        name=b.source, kind="file", location=str(path), sha256=_sha256(path), examples=len(texts)
+    )
+    return texts, rec
 
 
 def _cap(examples: list[Example], n: int, rng: random.Random) -> list[Example]:
