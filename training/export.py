@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from training.spec import expand_path, load_spec
+from training.spec import PromptAttackSpec, expand_path, load_spec
 
 __all__ = ["SCHEMA", "export_azureml"]
 
@@ -40,11 +40,19 @@ def export_azureml(
         rel = rel.relative_to(REPO)
     inputs: dict[str, Any] = {}
     env_vars = {"GENAIOPS_HOME": "${{outputs.genaiops_home}}", "HF_HUB_OFFLINE": "1"}
-    for i, b in enumerate(list(spec.data.benign) + list(spec.data.indirect_documents)):
-        folder = expand_path(b.path, spec.base_dir, key="data").parent
-        name = f"data_{i}"
-        if name not in inputs:
-            inputs[name] = {"type": "uri_folder", "path": str(folder), "mode": "ro_mount"}
+    paths = (
+        [b.path for b in spec.data.benign + spec.data.indirect_documents]
+        if isinstance(spec, PromptAttackSpec)
+        else [spec.data.corpus]
+    )
+    for raw in paths:
+        folder = expand_path(raw, spec.base_dir, key="data").parent
+        if str(folder) not in {v["path"] for v in inputs.values()}:
+            inputs[f"data_{len(inputs)}"] = {
+                "type": "uri_folder",
+                "path": str(folder),
+                "mode": "ro_mount",
+            }
     # the spec's data paths expand from these variables on the compute node
     dirs = {str(v["path"]): k for k, v in inputs.items()}
     for var, default in (("PYTHON_DOCS_DIR", "python-docs"), ("SCIFACT_DIR", "scifact")):

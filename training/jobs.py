@@ -29,7 +29,7 @@ from genaiops.settings import get_settings
 from training.errors import RunNotFound
 from training.kinds import TrainContext, get_kind
 from training.report import RunReport, capture_environment, read_report, write_report
-from training.spec import PromptAttackSpec, resolve_device
+from training.spec import AnySpec, resolve_device
 from training.tracking import Tracker
 
 __all__ = ["flatten", "list_runs", "run_job", "seed_everything", "show_run"]
@@ -63,7 +63,7 @@ def _noop(*_: Any, **__: Any) -> None:
 
 
 def run_job(
-    spec: PromptAttackSpec,
+    spec: AnySpec,
     *,
     spec_path: str | Path = "<memory>",
     progress: Callable[..., None] | None = None,

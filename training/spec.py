@@ -26,7 +26,9 @@ from genaiops.errors import ConfigError, SpecError
 from genaiops.specs import format_validation_error, read_yaml
 
 __all__ = [
+    "AnySpec",
     "BenignFile",
+    "EmbedderSpec",
     "JobSpec",
     "PromptAttackData",
     "PromptAttackParams",
@@ -133,8 +135,46 @@ class PromptAttackSpec(_JobCommon):
     promotion: Promotion = Field(default_factory=lambda: Promotion(metric="f1"))
 
 
-JobSpec = Annotated[PromptAttackSpec, Field(discriminator="kind")]
-_ADAPTER: TypeAdapter[PromptAttackSpec] = TypeAdapter(JobSpec)
+class EmbedderData(_Strict):
+    corpus: str = Field(description="BEIR corpus.jsonl (_id, title, text).")
+    queries: str = Field(description="BEIR queries.jsonl (_id, text).")
+    qrels: str = Field(description="BEIR qrels TSV (query-id, corpus-id, score) — train qrels.")
+    dev_fraction: float = Field(default=0.5, gt=0.0, lt=1.0, description="Held-out dev half.")
+    max_train_queries: int | None = Field(default=None, ge=1)
+    max_dev_queries: int | None = Field(default=None, ge=1)
+    corpus_limit: int | None = Field(
+        default=None,
+        ge=10,
+        description="Evaluate on the judged docs + BM25 candidates + random"
+        " fill up to this size (tiny runs); default: the whole corpus.",
+    )
+
+
+class EmbedderParams(_Strict):
+    epochs: float = Field(default=1.0, gt=0.0)
+    max_steps: int = Field(default=-1, ge=-1, description="-1: run the epochs.")
+    batch_size: int = Field(default=32, ge=2)
+    learning_rate: float = Field(default=2e-5, gt=0.0)
+    warmup_ratio: float = Field(default=0.1, ge=0.0, lt=1.0)
+    hard_negatives: int = Field(default=1, ge=0, le=8, description="BM25-mined, per pair.")
+    bm25_depth: int = Field(default=30, ge=2, description="BM25 candidates for mining.")
+    max_seq_length: int = Field(default=256, ge=16, le=512)
+    rrf_k: int = Field(default=60, ge=1)
+    hybrid_depth: int = Field(default=100, ge=1)
+
+
+class EmbedderSpec(_JobCommon):
+    """Kind 2: a MiniLM fine-tune (MultipleNegativesRankingLoss, BM25 hard negatives)."""
+
+    kind: Literal["embedder"]
+    data: EmbedderData
+    params: EmbedderParams = Field(default_factory=EmbedderParams)
+    promotion: Promotion = Field(default_factory=lambda: Promotion(metric="ndcg_at_10_hybrid"))
+
+
+AnySpec = PromptAttackSpec | EmbedderSpec
+JobSpec = Annotated[AnySpec, Field(discriminator="kind")]
+_ADAPTER: TypeAdapter[AnySpec] = TypeAdapter(JobSpec)
 
 
 def expand_path(value: str, base_dir: str | Path, *, key: str, spec: str = "<spec>") -> Path:
@@ -183,7 +223,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], path: str) -> dic
 
 def load_spec(
     path: str | Path, overrides: list[str] | None = None, device: str | None = None
-) -> PromptAttackSpec:
+) -> AnySpec:
     """Read, override and validate a job spec; errors name the file and the key."""
     raw = read_yaml(path)
     if not isinstance(raw, dict):

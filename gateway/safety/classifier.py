@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +35,8 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.pipeline import FeatureUnion
 
 from gateway.safety.detectors import Analysis, Role, register_detector
+from genaiops.serving import ServingPointer, read_pointer
+from genaiops.serving import serving_dir as _serving_dir
 from genaiops.settings import get_settings
 
 __all__ = [
@@ -82,28 +83,12 @@ class ClassifierManifest(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
 
 
-class ServingPointer(BaseModel):
-    """``champion.json``: which published version the gateway serves, and the ones before it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    schema_version: Literal[1] = 1
-    model: str
-    version: str
-    path: str
-    promoted_at: datetime
-    history: list[str] = Field(default_factory=list)
-
-
 def serving_dir(model: str = DETECTOR_NAME) -> Path:
-    return get_settings().home / "serving" / model
+    return _serving_dir(model)
 
 
 def champion_pointer(model: str = DETECTOR_NAME) -> ServingPointer | None:
-    p = serving_dir(model) / "champion.json"
-    if not p.is_file():
-        return None
-    return ServingPointer.model_validate_json(p.read_text(encoding="utf-8"))
+    return read_pointer(model)
 
 
 def default_detectors() -> list[str]:

@@ -62,4 +62,8 @@ def get_kind(kind: str) -> Kind:
         from training.kinds.prompt_attack import PromptAttackKind
 
         return PromptAttackKind()
+    if kind == "embedder":
+        from training.kinds.embedder import EmbedderKind
+
+        return EmbedderKind()
     raise KeyError(kind)

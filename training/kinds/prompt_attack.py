@@ -26,10 +26,10 @@ from gateway.safety.classifier import (
     ClassifierManifest,
     LexicalParams,
     PromptAttackScorer,
-    ServingPointer,
     build_features,
     serving_dir,
 )
+from genaiops.serving import ServingPointer, write_pointer
 from training.kinds import Comparison, KindResult, TrainContext
 from training.kinds.prompt_attack_data import (
     Example,
@@ -235,16 +235,16 @@ class PromptAttackKind:
         manifest.version = version
         (dest / "manifest.json").write_text(manifest.model_dump_json(indent=2))
         PromptAttackScorer(dest)  # refuses a folder whose weights do not match the manifest
-        pointer = ServingPointer(
-            model=model,
-            version=version,
-            path=str(dest.resolve()),
-            promoted_at=datetime.now(UTC),
-            history=history,
+        write_pointer(
+            ServingPointer(
+                model=model,
+                kind="prompt_attack",
+                version=version,
+                path=str(dest.resolve()),
+                promoted_at=datetime.now(UTC),
+                history=history,
+            )
         )
-        tmp = base / "champion.json.tmp"
-        tmp.write_text(pointer.model_dump_json(indent=2))
-        tmp.replace(base / "champion.json")  # atomic: a gateway never reads half a pointer
 
 
 def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
