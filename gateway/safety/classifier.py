@@ -196,7 +196,7 @@ class PromotedClassifierDetector:
         self.model = model
         self.device = device or get_settings().device
         self._lock = threading.Lock()
-        self._mtime: float | None = None
+        self._stamp: tuple[int, int] | None = None  # (inode, mtime_ns): each publish renames
         self._scorer: PromptAttackScorer | None = None
         self._load()
         if self._scorer is None:
@@ -209,28 +209,29 @@ class PromotedClassifierDetector:
     def _load(self) -> None:
         pointer_file = serving_dir(self.model) / "champion.json"
         try:
-            mtime = pointer_file.stat().st_mtime
+            st = pointer_file.stat()
+            stamp = (st.st_ino, st.st_mtime_ns)
         except FileNotFoundError:
             return
-        if mtime == self._mtime:
+        if stamp == self._stamp:
             return
         with self._lock:
-            if mtime == self._mtime:
+            if stamp == self._stamp:
                 return
             pointer = champion_pointer(self.model)
             if pointer is not None:
                 self._scorer = PromptAttackScorer(Path(pointer.path), device=self.device)
-            self._mtime = mtime
+            self._stamp = stamp
 
     @property
     def version(self) -> str | None:
         return self._scorer.manifest.version if self._scorer else None
 
     def analyze(self, text: str, role: Role) -> Analysis:
-        a = Analysis(source=f"{self.name}@{self.version}")
         if role == "completion" or not text.strip():
-            return a
+            return Analysis(source=self.name)
         self._load()
+        a = Analysis(source=f"{self.name}@{self.version}")
         assert self._scorer is not None
         a.attack = bool(self._scorer.scores([text])[0] >= self._scorer.threshold)
         return a

@@ -156,3 +156,8 @@ def test_embedder_worse_challenger_refused(train_home: Path, tmp_path: Path) -> 
         promote("embedder-test")
     assert e.value.comparison["metric"] == "ndcg_at_10_hybrid"
     assert e.value.comparison["challenger"] < e.value.comparison["champion"]
+    again = run_job(load_spec(spec))  # reproducible on CPU: same data, same metrics
+    assert again.data_digest == first.data_digest
+    for k, v in first.metrics.items():
+        if not k.startswith("train_runtime") and k != "train_samples_per_s":
+            assert again.metrics[k] == pytest.approx(v, abs=1e-6), k

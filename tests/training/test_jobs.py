@@ -66,12 +66,18 @@ def test_promotion_refuses_worse_challenger_and_rolls_back(
     assert first["version"] == weak.version and first["comparison"] is None
     pointer = json.loads((train_home / "serving/prompt-attack/champion.json").read_text())
     assert pointer["version"] == "1"
+    from gateway.safety.classifier import PromotedClassifierDetector
+
+    live = PromotedClassifierDetector()  # a running gateway's detector
+    assert live.version == "1"
 
     strong = run_job(load_spec(spec))
     second = promote("prompt-attack")
     c = second["comparison"]
     assert second["version"] == strong.version == "2"
     assert c["metric"] == "f1" and c["challenger"] > c["champion"]
+    live.analyze("hello", "prompt")
+    assert live.version == "2"  # picked up without a restart
 
     worse = run_job(load_spec(spec, ["params.lexical_n_features=64"]))
     with pytest.raises(PromotionRefused) as e:
@@ -88,6 +94,8 @@ def test_promotion_refuses_worse_challenger_and_rolls_back(
     assert tracker.aliases("prompt-attack")["champion"] == "1"
     pointer = json.loads((train_home / "serving/prompt-attack/champion.json").read_text())
     assert pointer["version"] == "1"
+    live.analyze("hello", "prompt")
+    assert live.version == "1"
     with pytest.raises(TrainingError, match="no previous champion"):
         rollback("prompt-attack")
 
