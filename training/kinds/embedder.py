@@ -255,6 +255,10 @@ class EmbedderKind:
             loss=losses.MultipleNegativesRankingLoss(model),
             callbacks=[_Progress()],
         )
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        for cb in (PrinterCallback, ProgressCallback):  # our progress goes to stderr; --json
+            trainer.remove_callback(cb)  # stdout must stay clean
         out = trainer.train()
         ctx.progress("evaluate fine-tuned", 0, 1)
         tuned_m = evaluate(model, ev, p, bm25)
