@@ -36,7 +36,10 @@ from _common import (
 )
 
 SPEC = ROOT / "training" / "specs" / "prompt_attack.yaml"
-VARIANTS = {"embedding + lexical (spec)": [], "lexical only": ["params.features=[lexical]"]}
+VARIANTS = {
+    "embedding + lexical": ["params.features=[embedding,lexical]"],
+    "lexical only (spec default)": ["params.features=[lexical]"],
+}
 
 
 def _setup_home() -> Path:
@@ -103,7 +106,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="max_per_source 60 (smoke run)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--latency-only", action="store_true", help="re-time the last run's models (no training)"
+    )
     args = ap.parse_args()
+    if args.latency_only:
+        return latency_only()
     _setup_home()
     threads = torch_threads(1)
     from gateway.config import SafetyConfig
@@ -144,6 +152,60 @@ def main() -> None:
     path = write_result("training_classifier", out)
     print(json.dumps(out, indent=2) if args.json else markdown(out))
     log(f"wrote {path}")
+
+
+class _FolderDetector:
+    """The gateway detector's decision for one saved model folder (no promotion needed)."""
+
+    name = "prompt-attack"
+
+    def __init__(self, scorer: Any):
+        self.scorer = scorer
+        self.blocking_io = "embedding" in scorer.manifest.features  # as the gateway decides
+
+    def analyze(self, text: str, role: str) -> Any:
+        from gateway.safety import Analysis
+
+        a = Analysis(source=self.name)
+        if role != "completion":
+            a.attack = bool(self.scorer.scores([text])[0] >= self.scorer.threshold)
+        return a
+
+
+def latency_only() -> None:
+    """Re-time the models the last full run saved (``art<i>``), with cold embedding caches."""
+    home = RESULTS / "training-home"
+    os.environ["GENAIOPS_HOME"] = str(home)
+    from genaiops.settings import reset_settings
+
+    reset_settings()
+    torch_threads(1)
+    from gateway.config import SafetyConfig
+    from gateway.safety import OfflineDetector, SafetyEngine
+    from gateway.safety.classifier import PromptAttackScorer
+
+    result = json.loads((RESULTS / "training_classifier.json").read_text())
+    for i, (name, v) in enumerate(result["variants"].items()):
+        folder = home / f"art{i}"
+        rows = [json.loads(x) for x in (folder / "eval/test.jsonl").read_text().splitlines()]
+        sample = rows[:: max(1, len(rows) // 300)]
+        scorer = PromptAttackScorer(folder / "model")
+        v["latency_classifier"] = _time_each(lambda r, s=scorer: s.scores([r["text"]]), sample)
+        short = [r for r in sample if len(r["text"]) <= 300]
+        v["latency_classifier_short_prompts"] = _time_each(
+            lambda r, s=scorer: s.scores([r["text"]]), short
+        )
+        det = _FolderDetector(scorer)
+        off = SafetyEngine(SafetyConfig(detectors=["offline"]))
+        on = SafetyEngine(SafetyConfig(detectors=["offline"]), [OfflineDetector(), det])
+        v["latency_engine_offline"] = asyncio.run(_engine_latency(off, sample))
+        v["latency_engine_with_classifier"] = asyncio.run(_engine_latency(on, sample))
+        log(f"{name}: {v['latency_classifier']} short {v['latency_classifier_short_prompts']}")
+    result["latency_machine"] = machine()
+    write_result(
+        "training_classifier", {k: v for k, v in result.items() if k not in ("benchmark", "date")}
+    )
+    print(markdown(result))
 
 
 def markdown(r: dict[str, Any]) -> str:

@@ -103,11 +103,15 @@ class PromptAttackData(_Strict):
 
 
 Feature = Literal["embedding", "lexical"]
-_BOTH: list[Feature] = ["embedding", "lexical"]
 
 
 class PromptAttackParams(_Strict):
-    features: list[Feature] = Field(default_factory=lambda: list(_BOTH), min_length=1)
+    features: list[Feature] = Field(
+        default_factory=lambda: ["lexical"],
+        min_length=1,
+        description="lexical (hashed char/word n-grams) and/or embedding (MiniLM); see "
+        "docs/benchmarks.md for the measured trade-off",
+    )
     C: float = Field(default=4.0, gt=0.0)
     max_iter: int = Field(default=2000, ge=10)
     lexical_n_features: int = Field(default=2**17, ge=64)

@@ -190,7 +190,6 @@ class PromotedClassifierDetector:
     """
 
     name = DETECTOR_NAME
-    blocking_io = True  # MiniLM inference: run in a worker thread, not on the event loop
 
     def __init__(self, model: str = DETECTOR_NAME, device: str | None = None):
         self.model = model
@@ -222,6 +221,11 @@ class PromotedClassifierDetector:
             if pointer is not None:
                 self._scorer = PromptAttackScorer(Path(pointer.path), device=self.device)
             self._stamp = stamp
+
+    @property
+    def blocking_io(self) -> bool:
+        """MiniLM inference runs in a worker thread; hashed n-grams alone (~1 ms) inline."""
+        return self._scorer is not None and "embedding" in self._scorer.manifest.features
 
     @property
     def version(self) -> str | None:

@@ -23,6 +23,9 @@ def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("mlflow-template")
     old = os.environ.get("GENAIOPS_HOME")
     os.environ["GENAIOPS_HOME"] = str(home)
+    # mlflow.set_tracking_uri (evaluation tests) exports MLFLOW_TRACKING_URI; the template is
+    # the local default store
+    uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
     reset_settings()
     try:
         Tracker().client.search_experiments()
@@ -32,6 +35,8 @@ def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         else:
             os.environ["GENAIOPS_HOME"] = old
         reset_settings()
+        if uri is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = uri
     return home / "mlflow.db"
 
 
