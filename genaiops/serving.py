@@ -10,7 +10,9 @@ local embedder for a registered embedder — read only this pointer, never MLflo
 
 from __future__ import annotations
 
-from datetime import datetime
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from genaiops.settings import get_settings
 
-__all__ = ["ServingPointer", "read_pointer", "serving_dir", "write_pointer"]
+__all__ = ["ServingPointer", "publish", "read_pointer", "serving_dir", "write_pointer"]
 
 
 class ServingPointer(BaseModel):
@@ -53,3 +55,32 @@ def write_pointer(pointer: ServingPointer) -> None:
     tmp = base / "champion.json.tmp"
     tmp.write_text(pointer.model_dump_json(indent=2), encoding="utf-8")
     tmp.replace(base / "champion.json")
+
+
+def publish(
+    model: str,
+    kind: str,
+    version: str,
+    src: Path,
+    history: list[str],
+    check: Callable[[Path], None] | None = None,
+) -> Path:
+    """Copy ``src`` to ``serving/<model>/v<version>``, run ``check`` on the copy, then point
+    ``champion.json`` at it (a failed check leaves the live pointer untouched)."""
+    dest = serving_dir(model) / f"v{version}"
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(src, dest)
+    if check is not None:
+        check(dest)
+    write_pointer(
+        ServingPointer(
+            model=model,
+            kind=kind,
+            version=version,
+            path=str(dest.resolve()),
+            promoted_at=datetime.now(UTC),
+            history=history,
+        )
+    )
+    return dest

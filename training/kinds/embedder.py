@@ -20,13 +20,12 @@ import hashlib
 import json
 import random
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from genaiops.serving import ServingPointer, serving_dir, write_pointer
+from genaiops.serving import publish
 from training.errors import DataSourceError
 from training.kinds import Comparison, KindResult, TrainContext
 from training.report import DataSourceRecord
@@ -301,17 +300,4 @@ class EmbedderKind:
 
     def publish(self, model: str, version: str, folder: Path, history: list[str]) -> None:
         """Copy the version to ``serving/<model>/v<N>`` for ``provider: local, model: <model>``."""
-        dest = serving_dir(model) / f"v{version}"
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.copytree(folder / "model", dest)
-        write_pointer(
-            ServingPointer(
-                model=model,
-                kind="embedder",
-                version=version,
-                path=str(dest.resolve()),
-                promoted_at=datetime.now(UTC),
-                history=history,
-            )
-        )
+        publish(model, "embedder", version, folder / "model", history)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +25,8 @@ from gateway.safety.classifier import (
     LexicalParams,
     PromptAttackScorer,
     build_features,
-    serving_dir,
 )
-from genaiops.serving import ServingPointer, write_pointer
+from genaiops.serving import publish
 from training.kinds import Comparison, KindResult, TrainContext
 from training.kinds.prompt_attack_data import (
     Example,
@@ -226,25 +223,14 @@ class PromptAttackKind:
 
     def publish(self, model: str, version: str, folder: Path, history: list[str]) -> None:
         """Copy the version into the gateway's serving folder and point ``champion.json`` at it."""
-        base = serving_dir(model)
-        dest = base / f"v{version}"
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.copytree(folder / "model", dest)
-        manifest = ClassifierManifest.model_validate_json((dest / "manifest.json").read_text())
-        manifest.version = version
-        (dest / "manifest.json").write_text(manifest.model_dump_json(indent=2))
-        PromptAttackScorer(dest)  # refuses a folder whose weights do not match the manifest
-        write_pointer(
-            ServingPointer(
-                model=model,
-                kind="prompt_attack",
-                version=version,
-                path=str(dest.resolve()),
-                promoted_at=datetime.now(UTC),
-                history=history,
-            )
-        )
+
+        def stamp(dest: Path) -> None:
+            manifest = ClassifierManifest.model_validate_json((dest / "manifest.json").read_text())
+            manifest.version = version
+            (dest / "manifest.json").write_text(manifest.model_dump_json(indent=2))
+            PromptAttackScorer(dest)  # refuses a folder whose weights do not match the manifest
+
+        publish(model, "prompt_attack", version, folder / "model", history, check=stamp)
 
 
 def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
