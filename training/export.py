@@ -11,6 +11,7 @@ data folders become ``uri_folder`` inputs, and the job's outputs (``GENAIOPS_HOM
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ def export_azureml(
     environment: str = DEFAULT_ENV,
     experiment: str | None = None,
     overrides: list[str] | None = None,
+    relative_to: str | Path | None = None,
 ) -> str:
     """The command-job YAML text for ``spec_path`` (validated first, like ``train run``)."""
     spec = load_spec(spec_path, overrides)
@@ -71,7 +73,8 @@ def export_azureml(
         "display_name": f"train-{spec.name}",
         "experiment_name": experiment or f"training-{spec.name}",
         "description": spec.description or f"genaiops training job {spec.kind}",
-        "code": str(REPO),
+        # Azure ML resolves ``code`` against the job file's folder: keep the YAML portable
+        "code": os.path.relpath(REPO, Path(relative_to or Path.cwd()).resolve()),
         "command": command,
         "environment": environment,
         "compute": compute,

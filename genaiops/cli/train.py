@@ -231,7 +231,9 @@ def export_cmd(
 
     if target != "azureml":
         raise ConfigError(f"--target {target!r}: only azureml is supported")
-    text = export_azureml(spec, compute=compute, overrides=set_)
+    text = export_azureml(
+        spec, compute=compute, overrides=set_, relative_to=out.parent if out else None
+    )
     if out is not None:
         out.write_text(text, encoding="utf-8")
     if json_:

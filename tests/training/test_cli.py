@@ -77,6 +77,7 @@ def test_export_azureml_loads_with_the_sdk(tmp_path: Path) -> None:
     job = load_job(out)
     assert isinstance(job, Command)
     assert "genaiops train run" in job.command and "--json" in job.command
+    assert Path(job.code).resolve() == Path(__file__).resolve().parents[2]  # the repository
     assert job.compute in ("cpu-cluster", "azureml:cpu-cluster")  # the SDK strips the prefix
     assert job.environment_variables["GENAIOPS_HOME"] == "${{outputs.genaiops_home}}"
     raw = yaml.safe_load(out.read_text())
