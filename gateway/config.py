@@ -175,7 +175,10 @@ class SafetyPolicy(_Strict):
 class SafetyConfig(_Strict):
     enabled: bool = True
     detectors: list[str] = Field(
-        default_factory=lambda: ["offline"],
+        # training hook: plus the promoted prompt-attack classifier once one exists (issue 8)
+        default_factory=lambda: __import__(
+            "gateway.safety.classifier", fromlist=["default_detectors"]
+        ).default_detectors(),
         description="offline, azure, or a detector registered by a plugin (classifier slot)",
     )
     azure_endpoint: str | None = None

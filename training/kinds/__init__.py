@@ -1,0 +1,69 @@
+"""Job kinds: each turns a validated spec into a trained, evaluated model folder.
+
+A kind has three entry points, called by :mod:`training.jobs` and :mod:`training.promotion`:
+
+* ``train(spec, ctx) -> KindResult`` writes the model into ``ctx.out_dir / "model"`` and its
+  held-out evaluation data into ``ctx.out_dir / "eval"``;
+* ``compare(challenger, champion) -> Comparison`` scores both registered versions on the
+  challenger's own held-out data (the job's evaluation) for promotion;
+* ``publish(model, version, folder)`` hands a promoted version to its consumer (the gateway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from training.report import DataSourceRecord, SourceFigure
+
+__all__ = ["Comparison", "Kind", "KindResult", "TrainContext", "get_kind"]
+
+Progress = Callable[..., None]
+
+
+@dataclass
+class TrainContext:
+    run_id: str
+    out_dir: Path
+    device: str
+    progress: Progress
+    log_metrics: Callable[[dict[str, float], int], None]
+
+
+@dataclass
+class KindResult:
+    metrics: dict[str, float]
+    data: list[DataSourceRecord]
+    data_digest: dict[str, str]
+    per_source: dict[str, SourceFigure] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Comparison:
+    metric: str
+    challenger: float
+    champion: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Kind(Protocol):
+    def train(self, spec: Any, ctx: TrainContext) -> KindResult: ...
+
+    def compare(self, challenger: Path, champion: Path, metric: str) -> Comparison: ...
+
+    def publish(self, model: str, version: str, folder: Path, history: list[str]) -> None: ...
+
+
+def get_kind(kind: str) -> Kind:
+    if kind == "prompt_attack":
+        from training.kinds.prompt_attack import PromptAttackKind
+
+        return PromptAttackKind()
+    if kind == "embedder":
+        from training.kinds.embedder import EmbedderKind
+
+        return EmbedderKind()
+    raise KeyError(kind)
