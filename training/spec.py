@@ -107,7 +107,7 @@ Feature = Literal["embedding", "lexical"]
 
 class PromptAttackParams(_Strict):
     features: list[Feature] = Field(
-        default_factory=lambda: ["lexical"],
+        default_factory=lambda: list[Feature](["lexical"]),
         min_length=1,
         description="lexical (hashed char/word n-grams) and/or embedding (MiniLM); see "
         "docs/benchmarks.md for the measured trade-off",

@@ -105,7 +105,7 @@ _EMB_CACHE: OrderedDict[str, np.ndarray] = OrderedDict()
 _EMB_CACHE_MAX = 50_000
 
 
-class EmbeddingFeatures(BaseEstimator, TransformerMixin):  # type: ignore[misc]
+class EmbeddingFeatures(BaseEstimator, TransformerMixin):
     """MiniLM sentence embeddings as a scikit-learn transformer (stateless; cached by text)."""
 
     def __init__(self, device: str = "cpu", max_chars: int = 2000):
@@ -146,10 +146,10 @@ def build_features(
             (
                 "char",
                 HashingVectorizer(analyzer="char_wb", ngram_range=lexical.char_ngrams, **common),
-            )  # type: ignore[arg-type]
+            )
         )
         parts.append(
-            ("word", HashingVectorizer(analyzer="word", ngram_range=lexical.word_ngrams, **common))  # type: ignore[arg-type]
+            ("word", HashingVectorizer(analyzer="word", ngram_range=lexical.word_ngrams, **common))
         )
     return FeatureUnion(parts)
 

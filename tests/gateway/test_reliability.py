@@ -289,7 +289,7 @@ def test_kill9_mid_stream_releases_reservations_and_keeps_delivered_tokens(
         else f"{{path: '{tmp_path / 's.db'}', ledger_path: '{ledger}'}}"
     )
     cfg = None
-    # streams far longer than the test (40 s), so none can finish before the kill, even on a busy box
+    # streams far longer than the test (40 s): none can finish before the kill on a busy box
     with mock_upstream_server(reply="word " * 2400, chunk_delay_ms=20, exact_usage=True) as up:
         cfg = _config(up, store) + "lease_s: 2\nprogress_interval_s: 0.2\n"
         with gateway_processes(cfg, tmp_path / "home") as (gp,):

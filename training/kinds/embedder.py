@@ -173,12 +173,12 @@ class EmbedderKind:
         from sentence_transformers import (
             SentenceTransformerTrainer,
             SentenceTransformerTrainingArguments,
-            losses,
         )
+        from sentence_transformers.losses import MultipleNegativesRankingLoss
         from sentence_transformers.training_args import BatchSamplers
         from transformers import TrainerCallback
 
-        from datasets import Dataset
+        from datasets import Dataset  # type: ignore[attr-defined]  # HF datasets
 
         p = spec.params
         ctx.progress("data", 0, 1)
@@ -194,7 +194,7 @@ class EmbedderKind:
         bm25 = _BM25(texts)
         # hard negatives: BM25's top candidates for the query that are not judged relevant
         pos = {i: j for j, i in enumerate(ids)}
-        tops = bm25.search([q for _, q, _ in train_q], p.bm25_depth) if train_q else []
+        tops: Any = bm25.search([q for _, q, _ in train_q], p.bm25_depth) if train_q else []
         rows: dict[str, list[str]] = {"anchor": [], "positive": []}
         rows |= {f"negative_{n}": [] for n in range(p.hard_negatives)}
         for (_, q, rel), top in zip(train_q, tops, strict=True):
@@ -219,7 +219,7 @@ class EmbedderKind:
         ctx.progress("evaluate base", 1, 1)
         model = _load_model(None, ctx.device, p.max_seq_length)
 
-        class _Progress(TrainerCallback):  # type: ignore[misc]
+        class _Progress(TrainerCallback):
             def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any):
                 if logs and "loss" in logs:
                     ctx.log_metrics({"train_loss": float(logs["loss"])}, int(state.global_step))
@@ -251,7 +251,7 @@ class EmbedderKind:
             model=model,
             args=args,
             train_dataset=Dataset.from_dict(rows),
-            loss=losses.MultipleNegativesRankingLoss(model),
+            loss=MultipleNegativesRankingLoss(model),
             callbacks=[_Progress()],
         )
         from transformers.trainer_callback import PrinterCallback, ProgressCallback

@@ -74,7 +74,8 @@ def _per_source(test: list[Example], flagged: np.ndarray) -> dict[str, SourceFig
     for src in sorted({e.source for e in test}):
         idx = [i for i, e in enumerate(test) if e.source == src]
         n, hit = len(idx), int(flagged[idx].sum())
-        out[src] = SourceFigure(n=n, flagged=hit, rate=round(hit / n, 4), label=test[idx[0]].label)
+        label = 1 if test[idx[0]].label else 0
+        out[src] = SourceFigure(n=n, flagged=hit, rate=round(hit / n, 4), label=label)
     return out
 
 
@@ -148,9 +149,9 @@ class PromptAttackKind:
         if innocent:
             metrics["fpr_innocent_triggers"] = float(flagged[innocent].mean())
         off = _offline_flags(test)
-        for k, v in binary_metrics(y_test, off.astype(float), 0.5).items():
-            if k not in ("threshold", "roc_auc"):
-                metrics[f"offline_{k}"] = v
+        for name, val in binary_metrics(y_test, off.astype(float), 0.5).items():
+            if name not in ("threshold", "roc_auc"):
+                metrics[f"offline_{name}"] = val
         metrics |= {"cv_oof_" + k: v for k, v in binary_metrics(y, oof, threshold).items()}
         metrics |= cv_auc
         metrics |= {"n_train": float(len(train)), "n_test": float(len(test))}

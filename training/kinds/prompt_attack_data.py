@@ -194,15 +194,15 @@ def build_dataset(spec: PromptAttackSpec) -> tuple[list[Example], list[DataSourc
         examples += [Example(t, 0, b.source, role=b.role) for t in texts]
         records.append(rec)
     if d.written:
-        got = written.examples()
-        examples += [Example(t, lab, src, group=g) for t, lab, src, g in got]
+        rows = written.examples()
+        examples += [Example(t, lab, src, group=g) for t, lab, src, g in rows]
         records.append(
             DataSourceRecord(
                 name="written",
                 kind="written",
                 location="training/kinds/written.py",
                 sha256=written.digest(),
-                examples=len(got),
+                examples=len(rows),
             )
         )
     examples = _cap(examples, d.max_per_source, rng)
@@ -226,8 +226,8 @@ def build_dataset(spec: PromptAttackSpec) -> tuple[list[Example], list[DataSourc
                     group,
                 )
             )
-    for e in examples:
-        e.text = e.text[: d.max_chars]
+    for ex in examples:
+        ex.text = ex.text[: d.max_chars]
     return _dedupe(examples), records
 
 
