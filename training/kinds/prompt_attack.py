@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -74,7 +74,7 @@ def _per_source(test: list[Example], flagged: np.ndarray) -> dict[str, SourceFig
     for src in sorted({e.source for e in test}):
         idx = [i for i, e in enumerate(test) if e.source == src]
         n, hit = len(idx), int(flagged[idx].sum())
-        label = 1 if test[idx[0]].label else 0
+        label: Literal[0, 1] = 1 if test[idx[0]].label else 0
         out[src] = SourceFigure(n=n, flagged=hit, rate=round(hit / n, 4), label=label)
     return out
 
