@@ -20,7 +20,6 @@ gone from langchain-community 0.4.2, so ``pyproject.toml`` pins ``langchain-comm
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,7 +43,8 @@ LLM_METRICS = ("faithfulness",)
 
 def _import_ragas() -> Any:
     """ragas.metrics, imported on first use (it pulls langchain: seconds of import time)."""
-    os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
+    # ragas' usage telemetry is switched off by the application (the CLI sets
+    # RAGAS_DO_NOT_TRACK); library code leaves the process environment alone
     import ragas.metrics
 
     return ragas.metrics

@@ -20,6 +20,8 @@ os.environ.setdefault("GENAIOPS_MODEL_CACHE", str(REPO / ".genaiops" / "test-mod
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def pytest_configure(config: pytest.Config) -> None:

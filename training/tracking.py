@@ -56,7 +56,6 @@ class Tracker:
     """Runs and registry operations on one MLflow store (``MlflowClient``, no global state)."""
 
     def __init__(self, uri: str | None = None):
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         from mlflow.tracking import MlflowClient
 
         for noisy in ("mlflow", "alembic"):  # after the import: mlflow sets its own levels

@@ -47,6 +47,9 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # the application, not library code, sets third-party switches for its own process
+    os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     level = os.environ.get("GENAIOPS_LOG_LEVEL", "WARNING").upper()
     logging.basicConfig(level=level)
     for noisy in ("bm25s", "httpx", "sentence_transformers", "transformers"):
