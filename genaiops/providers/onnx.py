@@ -160,6 +160,10 @@ class OnnxSession:
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if os.environ.get("GENAIOPS_ONNX_SPIN", "0") != "1":
+            # idle workers sleep instead of spinning: on a small shared CPU spinning threads
+            # burn the cores other processes (and this one's next op) need
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = path
         self.session = ort.InferenceSession(
             str(path), sess_options=opts, providers=["CPUExecutionProvider"]

@@ -98,6 +98,8 @@ def test_one_session_per_backend_per_process() -> None:
     assert a.warm_up() is not LocalEmbedder(backend="onnx-int8").warm_up()
     opts = a.warm_up().session.get_session_options()
     assert 1 <= opts.intra_op_num_threads <= 4
+    # idle workers sleep: spinning threads starve the other processes on a small CPU
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_threads_follow_genaiops_torch_threads(monkeypatch: pytest.MonkeyPatch) -> None:
