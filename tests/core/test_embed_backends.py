@@ -67,15 +67,25 @@ def test_model_ids_name_the_backend_and_torch_is_unchanged() -> None:
     assert LocalEmbedder(backend="onnx-int8").model_id == TORCH_MODEL_ID + "+onnx-int8"
 
 
-def test_export_is_cached_and_published_whole(shared_home: Path) -> None:
+def test_export_is_cached_and_published_whole(
+    shared_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     LocalEmbedder(backend="onnx-int8").embed(["warm"])  # exports fp32 then int8 (if not yet)
     root = shared_home / "cache" / "onnx"
     models = sorted(root.glob("*/*/model.onnx"))
     assert [p.parent.name for p in models] == ["onnx", "onnx-int8"]
     stamps = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in models}
     onnx_mod._SESSIONS.clear()  # a new process: sessions gone, files stay
+    published: list[Path] = []
+    real_publish = onnx_mod._publish
+    monkeypatch.setattr(
+        onnx_mod,
+        "_publish",
+        lambda final, build: (published.append(final), real_publish(final, build)),
+    )
     LocalEmbedder(backend="onnx").embed(["again"])
     LocalEmbedder(backend="onnx-int8").embed(["again"])
+    assert published == [], "second load must not export again"
     assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in models} == stamps
     assert not [p for p in root.rglob(".*")], "no temporary export folder left behind"
 
