@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -78,11 +79,12 @@ def test_export_is_cached_and_published_whole(
     onnx_mod._SESSIONS.clear()  # a new process: sessions gone, files stay
     published: list[Path] = []
     real_publish = onnx_mod._publish
-    monkeypatch.setattr(
-        onnx_mod,
-        "_publish",
-        lambda final, build: (published.append(final), real_publish(final, build)),
-    )
+
+    def spy(final: Path, build: Any) -> None:
+        published.append(final)
+        real_publish(final, build)
+
+    monkeypatch.setattr(onnx_mod, "_publish", spy)
     LocalEmbedder(backend="onnx").embed(["again"])
     LocalEmbedder(backend="onnx-int8").embed(["again"])
     assert published == [], "second load must not export again"
