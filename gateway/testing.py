@@ -29,7 +29,13 @@ import httpx
 from genaiops.openai_client import free_port
 from genaiops.tokens import count_tokens, decode, encode
 
-__all__ = ["MockUpstream", "exact_reply", "mock_upstream_app", "openai_prompt_tokens"]
+__all__ = [
+    "MockUpstream",
+    "exact_reply",
+    "mock_upstream_app",
+    "openai_prompt_tokens",
+    "serve_in_thread",
+]
 
 Answer = Callable[[list[dict[str, Any]]], str]
 
@@ -215,24 +221,32 @@ class MockUpstream:
     @contextlib.contextmanager
     def serve(self) -> Iterator[str]:
         """Run on a free loopback port in a thread; yields the ``/v1`` base URL."""
-        import uvicorn
+        with serve_in_thread(self, what="mock upstream", access_log=False) as (url, _):
+            yield f"{url}/v1"
 
-        port = free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(self, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-        )
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("mock upstream did not start")
-            time.sleep(0.02)
-        try:
-            yield f"http://127.0.0.1:{port}/v1"
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, what: str = "server", **config: Any) -> Iterator[tuple[str, Any]]:
+    """Any ASGI ``app`` under uvicorn on a free loopback port, in a daemon thread (tests and
+    benchmarks); yields its base URL and the ``uvicorn.Server`` once it is accepting."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
 
 
 def mock_upstream_app(

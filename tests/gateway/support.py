@@ -4,7 +4,6 @@ loopback server) and a helper that runs a real gateway under uvicorn on a free l
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +15,7 @@ import uvicorn
 
 from gateway import create_app
 from gateway.config import GatewayConfig
-from gateway.testing import MockUpstream
+from gateway.testing import MockUpstream, serve_in_thread
 from genaiops.openai_client import free_port  # the suite's one free_port
 
 ADMIN_KEY = "admin-test-key-0123456789"
@@ -107,22 +106,8 @@ def serve(
 ) -> Iterator[Running]:
     """A real gateway (uvicorn, lifespan on) on a free loopback port, in a thread."""
     app = create_app(config, http_client=http_client, **kw)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    deadline = time.time() + 30
-    while not server.started:
-        if time.time() > deadline or not t.is_alive():
-            raise RuntimeError("gateway did not start")
-        time.sleep(0.02)
-    try:
-        yield Running(f"http://127.0.0.1:{port}", app, server)
-    finally:
-        server.should_exit = True
-        t.join(timeout=15)
+    with serve_in_thread(app, what="gateway", lifespan="on") as (url, server):
+        yield Running(url, app, server)
 
 
 @contextmanager
