@@ -1,0 +1,53 @@
+"""Learning from production, gateway half: captured traffic and end-user feedback (issue 10).
+
+* :class:`CaptureRecord`: one chat request as the model saw it (messages after the safety
+  engine's PII redaction), the grounding the caller supplied (``documents`` with retrieval
+  scores, tool messages), the answer as the client received it, usage, latency, a safety
+  summary and the app's metadata (``user``, ``x-genaiops-session``,
+  ``x-genaiops-flow-variant``, index name / version / alias).
+* :class:`FeedbackRecord`: a rating (``up``/``down``/1..5, and its numeric form) an app sent to
+  ``POST /v1/feedback`` for one of its own requests.
+* :class:`CaptureStore`: the storage seam (blocking methods); :class:`SQLiteCaptureStore` is
+  the default, one WAL file beside the ledger shared by every gateway process.
+
+Reading captured traffic offline (what ``genaiops monitor`` does):
+
+    >>> import time
+    >>> from gateway.capture import SQLiteCaptureStore
+    >>> store = SQLiteCaptureStore(home / "gateway" / "capture.db")      # doctest: +SKIP
+    >>> for rec in store.query(since=time.time() - 3600, alias="chat"):  # doctest: +SKIP
+    ...     print(rec.request_id, rec.question(), rec.context(), rec.completion)
+    >>> fb = store.get_feedback(rec.request_id, key_id=None)             # doctest: +SKIP
+    >>> fb.rating, fb.score                                              # doctest: +SKIP
+    ('down', 0.0)
+"""
+
+from gateway.capture.records import (
+    CAPTURE_SCHEMA_VERSION,
+    CaptureCounts,
+    CapturedDocument,
+    CaptureMetadata,
+    CaptureRecord,
+    FeedbackRecord,
+    Rating,
+    SafetySummary,
+    Usage,
+    rating_score,
+)
+from gateway.capture.store import FEEDBACK_GROUPS, CaptureStore, SQLiteCaptureStore
+
+__all__ = [
+    "CAPTURE_SCHEMA_VERSION",
+    "FEEDBACK_GROUPS",
+    "CaptureCounts",
+    "CaptureMetadata",
+    "CaptureRecord",
+    "CaptureStore",
+    "CapturedDocument",
+    "FeedbackRecord",
+    "Rating",
+    "SQLiteCaptureStore",
+    "SafetySummary",
+    "Usage",
+    "rating_score",
+]
