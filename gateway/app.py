@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.backends import build_backends
-from gateway.capture import CaptureStore, SQLiteCaptureStore
+from gateway.capture import CaptureStore, open_capture_store
 from gateway.capture.service import Capturer
 from gateway.config import GatewayConfig, default_config
 from gateway.deps import Gateway
@@ -71,9 +71,7 @@ def build_gateway(
     metrics = Metrics()
     capturer = Capturer(
         config.capture,
-        lambda: (
-            capture_store or SQLiteCaptureStore(config.capture_path(), config.state.ledger_sync)
-        ),
+        lambda: capture_store or open_capture_store(config),
         metrics,
     )
     return Gateway(
