@@ -33,6 +33,7 @@ __all__ = [
     "tool",
     "format_answer",
     "generate",
+    "grounding",
     "retrieve_context",
     "rewrite_question",
 ]
@@ -59,19 +60,53 @@ def _client(connection: Any) -> GatewayClient:
     return gateway_client(str(base), getattr(connection, "api_key", None) or None)
 
 
+def grounding(
+    context: list[dict[str, Any]] | None, index: str | None = None, alias: str | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The gateway's ``documents`` (text, chunk id, retrieval score) and ``retrieval`` (index,
+    the version every chunk came from, alias) extensions for retrieved ``context``.
+
+    >>> grounding([{"text": "t", "chunk_id": "a.md#0", "score": 0.5, "version_id": "v1"}], "ix")
+    ([{'text': 't', 'id': 'a.md#0', 'score': 0.5}], {'index': 'ix', 'index_version': 'v1'})
+    """
+    docs = [
+        {"text": str(c["text"]), "id": c.get("chunk_id") or c.get("doc_id"),
+         "score": float(c["score"]) if c.get("score") is not None else None}
+        for c in context or []
+        if c.get("text")
+    ]  # fmt: skip
+    versions = {str(c["version_id"]) for c in context or [] if c.get("version_id")}
+    info = {
+        "index": index or None,
+        "index_version": versions.pop() if len(versions) == 1 else None,
+        "alias": alias or None,
+    }
+    retrieval = {k: v for k, v in info.items() if v is not None}
+    return docs, retrieval or None
+
+
 def generate(
     connection: Any,
     prompt: str,
     model: str = "genaiops-local",
     max_tokens: int = 96,
     temperature: float = 0.0,
+    context: list[dict[str, Any]] | None = None,
+    index: str | None = None,
+    index_alias: str | None = None,
 ) -> dict[str, Any]:
-    """Send a chat-format prompt through the gateway; returns text, usage and model."""
+    """Send a chat-format prompt through the gateway; returns text, usage and model.
+
+    ``context`` (the retrieved chunks) goes along as the gateway's ``documents`` extension, so
+    a captured request keeps the grounding its answer had (see :func:`grounding`)."""
+    docs, retrieval = grounding(context, index, index_alias)
     r = _client(connection).chat(
         parse_chat_prompt(prompt),
         model=model,
         max_tokens=int(max_tokens),
         temperature=float(temperature),
+        documents=docs or None,
+        retrieval=retrieval,
     )
     return {
         "text": r.text.strip(),

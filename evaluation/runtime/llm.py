@@ -124,9 +124,21 @@ class GatewayClient:
         max_tokens: int = 128,
         temperature: float = 0.0,
         stop: list[str] | None = None,
+        documents: list[dict[str, Any]] | None = None,
+        retrieval: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> ChatResult:
-        """One chat completion (retried on 429/5xx); UpstreamError when it cannot be had."""
+        """One chat completion (retried on 429/5xx); UpstreamError when it cannot be had.
+
+        ``documents`` (``{text, id, score}``) and ``retrieval`` (``{index, index_version,
+        alias}``) are the gateway's extensions: the grounding is checked for indirect attacks
+        and kept with a captured request; ``headers`` e.g. ``x-genaiops-flow-variant``."""
         t0 = time.perf_counter()
+        extra: dict[str, Any] = {}
+        if documents:
+            extra["documents"] = documents
+        if retrieval:
+            extra["retrieval"] = retrieval
         try:
             r = self._sdk.chat.completions.create(
                 model=model,
@@ -134,6 +146,8 @@ class GatewayClient:
                 max_tokens=max_tokens,
                 temperature=temperature,
                 stop=stop or openai.omit,
+                extra_body=extra or None,
+                extra_headers=headers or None,
             )
         except openai.OpenAIError as e:
             raise to_upstream_error(e, f"gateway {self.base_url}") from e

@@ -19,7 +19,18 @@ def generate(
     model: str = "genaiops-local",
     max_tokens: int = 64,
     temperature: float = 0.0,
+    context: list = None,
+    index: str = "",
+    index_alias: str = "",
 ) -> dict:
+    # context, index and alias travel as the gateway's documents / retrieval extensions
     return _generate(
-        connection, prompt, model=model, max_tokens=max_tokens, temperature=temperature
+        connection,
+        prompt,
+        model=model,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        context=context,
+        index=index,
+        index_alias=index_alias,
     )
