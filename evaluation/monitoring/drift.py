@@ -253,3 +253,60 @@ def drift_breaches(report: DriftReport, t: Thresholds) -> list[Breach]:
                 )
             )
     return out
+
+
+GROUNDING_LOOKBACK_S = 30 * 86400  # versions compared: those served in the last 30 days
+
+
+def compute_drift(
+    state: Any,
+    scores: Any,
+    cfg: Any,
+    *,
+    since: float,
+    until: float,
+    reference: str | Path | None = None,
+    reference_window: tuple[float, float] | None = None,
+    index: str | None = None,
+    embedder: Any = None,
+) -> DriftReport:
+    """Question drift, out-of-domain rate and grounding drift of the window's captured records
+    against ``reference`` (a dataset file), an earlier window, or ``cfg.drift.reference``."""
+    from collections import Counter
+
+    from evaluation.metrics import CachingEmbedder
+
+    d = cfg.drift
+    recs = state.records(since=since, until=until)
+    current = [q for r in recs if (q := r.question())]
+    report = DriftReport()
+    ref: list[str] = []
+    name = ""
+    if reference_window is not None:
+        s, u = reference_window
+        ref = [q for r in state.records(since=s, until=u) if (q := r.question())]
+        name = "earlier window"
+    elif reference is not None or d.reference is not None:
+        path = reference if reference is not None else d.reference
+        ref, name = reference_questions(path, d.question_field), Path(path).name
+    if not ref:
+        report.notes.append("question drift: no reference (--reference FILE or --reference-since)")
+    elif len(current) < d.min_questions or len(ref) < d.min_questions:
+        report.notes.append(
+            f"question drift: {len(current)} current / {len(ref)} reference questions, "
+            f"fewer than drift.min_questions={d.min_questions}"
+        )
+    else:
+        emb = embedder or CachingEmbedder()
+        report.question = question_drift(
+            current, ref, emb, permutations=d.permutations, seed=d.seed, reference_name=name
+        )
+    named = Counter(r.metadata.index for r in recs if r.metadata.index)
+    idx = index or d.index or (named.most_common(1)[0][0] if named else None)
+    if idx and ref and current:
+        report.out_of_domain = out_of_domain(current, ref, idx, d.alias)
+    elif not idx:
+        report.notes.append("out-of-domain rate: no index (--index, drift.index, or records')")
+    report.grounding = grounding_drift(scores.query(since=until - GROUNDING_LOOKBACK_S, until=until))
+    report.breaches = drift_breaches(report, cfg.thresholds)
+    return report
