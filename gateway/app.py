@@ -27,6 +27,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.backends import build_backends
+from gateway.capture import CaptureStore, open_capture_store
+from gateway.capture.service import Capturer
 from gateway.config import GatewayConfig, default_config
 from gateway.deps import Gateway
 from gateway.errors import APIError, InvalidRequest, PayloadTooLarge, StateUnavailable
@@ -36,7 +38,7 @@ from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.quotas import Limiter
 from gateway.rollout import RolloutManager
-from gateway.routers import admin, chat, embeddings, meta
+from gateway.routers import admin, chat, embeddings, feedback, meta
 from gateway.routing import Router
 from gateway.safety import Detector, SafetyEngine
 from gateway.state import StateStore, open_store
@@ -53,6 +55,7 @@ def build_gateway(
     http_client: httpx.AsyncClient | None = None,
     store: StateStore | None = None,
     detectors: list[Detector] | None = None,
+    capture_store: CaptureStore | None = None,
 ) -> Gateway:
     """Every runtime object of one gateway process, wired together."""
     http = http_client or httpx.AsyncClient(
@@ -65,6 +68,12 @@ def build_gateway(
     rollouts = RolloutManager(store, config, ledger)
     limiter = Limiter(store, config.teams, lease_s=config.lease_s)
     leases = LeaseKeeper(store, ledger, limiter.owner, config.lease_s, config.progress_interval_s)
+    metrics = Metrics()
+    capturer = Capturer(
+        config.capture,
+        lambda: capture_store or open_capture_store(config),
+        metrics,
+    )
     return Gateway(
         config=config,
         store=store,
@@ -75,9 +84,10 @@ def build_gateway(
         rollouts=rollouts,
         router=Router(config, backends, rollouts),
         backends=backends,
-        metrics=Metrics(),
+        metrics=metrics,
         http=http,
         leases=leases,
+        capture=capturer,
     )
 
 
@@ -211,16 +221,24 @@ def create_app(
     http_client: httpx.AsyncClient | None = None,
     store: StateStore | None = None,
     detectors: list[Detector] | None = None,
+    capture_store: CaptureStore | None = None,
 ) -> FastAPI:
     """The gateway app; ``config`` None serves the embedded models."""
     config = config or default_config()
-    gw = build_gateway(config, http_client=http_client, store=store, detectors=detectors)
+    gw = build_gateway(
+        config,
+        http_client=http_client,
+        store=store,
+        detectors=detectors,
+        capture_store=capture_store,
+    )
     owns_http = http_client is None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ticker = asyncio.create_task(_tick_rollouts(gw))
         keeper = asyncio.create_task(gw.leases.run()) if gw.leases is not None else None
+        writer = asyncio.create_task(gw.capture.run()) if gw.capture is not None else None
         for b in gw.backends.values():
             warm = getattr(b, "warm_up", None)
             if warm is not None:
@@ -230,11 +248,15 @@ def create_app(
         try:
             yield
         finally:
-            for t in (ticker, keeper):
+            for t in (ticker, keeper, writer):
                 if t is not None:
                     t.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await t
+            if gw.capture is not None:
+                with contextlib.suppress(Exception):  # counted and logged by the writer
+                    await gw.capture.flush()  # a graceful stop loses no captured record
+                gw.capture.close()
             for task in list(gw.background):
                 task.cancel()
             for b in gw.backends.values():
@@ -255,7 +277,7 @@ def create_app(
     )
     app.state.gateway = gw
     _install_handlers(app)
-    for r in (chat.router, embeddings.router, meta.router, admin.router):
+    for r in (chat.router, embeddings.router, feedback.router, meta.router, admin.router):
         app.include_router(r)
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
     return app

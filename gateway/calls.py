@@ -24,6 +24,7 @@ import anyio
 from fastapi import Request
 
 from gateway.backends import Backend, BackendFailure
+from gateway.capture.service import CaptureDraft
 from gateway.config import AliasConfig
 from gateway.deps import Gateway
 from gateway.errors import APIError, ClientDisconnected, ModelNotFound, UpstreamFailed
@@ -65,6 +66,7 @@ class Call:
         self.max_completion = 0  # the completion part of the reservation
         self.streamed = ""  # text streamed so far (partial usage if the client leaves)
         self._counted = (0, 0)  # (characters of ``streamed`` counted, their tokens)
+        self.capture: CaptureDraft | None = None  # set when this request is captured
         request.state.request_id = self.request_id
 
     def headers(self) -> dict[str, str]:

@@ -26,6 +26,7 @@ from genaiops.specs import load_yaml_model
 
 __all__ = [
     "AliasConfig",
+    "CaptureConfig",
     "DeploymentConfig",
     "GatewayConfig",
     "LimitsConfig",
@@ -203,6 +204,61 @@ class SafetyConfig(_Strict):
         return self
 
 
+class CaptureConfig(_Strict):
+    """What the gateway stores of its chat traffic for learning from production (off by default).
+
+    A chat request is captured when capture is ``enabled``, its alias is in ``models`` (empty:
+    every chat alias) and its key's team in ``teams`` (empty: every key), and its request id
+    falls in the ``sample_rate`` (a hash of the id, so every replica makes the same choice).
+    Records are stored after the safety engine's PII redaction; ``retention`` is enforced."""
+
+    enabled: bool = False
+    models: list[str] = Field(default_factory=list, description="aliases; empty: all")
+    teams: list[str] = Field(default_factory=list, description="key teams; empty: all keys")
+    sample_rate: float = Field(default=1.0, ge=0, le=1)
+    retention: str = Field(default="7d", description="captures older than this are deleted")
+    feedback_retention: str = Field(default="90d", description="feedback older than this too")
+    max_chars: int = Field(
+        default=32_000, ge=256, description="text stored per record (the rest is cut)"
+    )
+    path: Path | None = Field(default=None, description="SQLite file (default beside the ledger)")
+    flush_interval_s: float = Field(
+        default=0.5, gt=0, description="the batch writer's period (what kill -9 may lose)"
+    )
+    batch_max: int = Field(default=256, ge=1, description="records per write transaction")
+    queue_max: int = Field(
+        default=10_000, ge=1, description="records waiting to be written; more are dropped"
+    )
+    purge_interval_s: float = Field(default=600.0, gt=0, description="how often retention runs")
+    allow_unredacted: bool = Field(
+        default=False,
+        description="capture even where no PII redaction runs (safety off or policy pii: off)",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> CaptureConfig:
+        from gateway.errors import InvalidRequest
+        from gateway.rollout import parse_duration
+
+        for name in ("retention", "feedback_retention"):
+            try:
+                if parse_duration(getattr(self, name)) <= 0:
+                    raise ValueError(f"{name} must be positive")
+            except InvalidRequest as e:
+                raise ValueError(f"{name}: {e.message}") from e
+        return self
+
+    def retention_s(self) -> float:
+        from gateway.rollout import parse_duration
+
+        return parse_duration(self.retention)
+
+    def feedback_retention_s(self) -> float:
+        from gateway.rollout import parse_duration
+
+        return parse_duration(self.feedback_retention)
+
+
 class GatewayConfig(_Strict):
     """The whole gateway: what to serve, limits, where state lives, safety."""
 
@@ -211,6 +267,7 @@ class GatewayConfig(_Strict):
     teams: dict[str, LimitsConfig] = Field(default_factory=dict)
     state: StateConfig = Field(default_factory=StateConfig)
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    capture: CaptureConfig = Field(default_factory=CaptureConfig)
     admin_key_env: str = "GENAIOPS_ADMIN_KEY"
     max_body_bytes: int = Field(default=2_000_000, ge=1024)
     default_max_tokens: int = Field(default=512, ge=1)
@@ -255,6 +312,15 @@ class GatewayConfig(_Strict):
                     raise ValueError(f"alias {a.name!r} ({a.kind}) uses {ref!r} ({kinds[ref]})")
             if a.safety_policy and a.safety_policy not in self.safety.policies:
                 raise ValueError(f"alias {a.name!r}: unknown safety_policy {a.safety_policy!r}")
+        chat = {a.name for a in self.models if a.kind == "chat"}
+        unknown = [m for m in self.capture.models if m not in chat]
+        if unknown:
+            raise ValueError(f"capture.models names no chat alias: {unknown}")
+        if self.capture.enabled and not self.safety.enabled and not self.capture.allow_unredacted:
+            raise ValueError(
+                "capture needs safety.enabled (captured text is stored after PII redaction); "
+                "set capture.allow_unredacted: true to store it unredacted"
+            )
         return self
 
     def deployment(self, name: str) -> DeploymentConfig:
@@ -268,6 +334,10 @@ class GatewayConfig(_Strict):
 
     def ledger_path(self) -> Path:
         return self.state.ledger_path or get_settings().path("gateway", "ledger.db")
+
+    def capture_path(self) -> Path:
+        """The capture store's SQLite file: ``capture.path`` or beside the ledger."""
+        return self.capture.path or self.ledger_path().with_name("capture.db")
 
 
 def default_config() -> GatewayConfig:

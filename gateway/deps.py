@@ -14,6 +14,7 @@ import httpx
 from fastapi import Depends, Request
 
 from gateway.backends import Backend
+from gateway.capture.service import Capturer
 from gateway.config import GatewayConfig
 from gateway.errors import AuthenticationFailed, PermissionDenied
 from gateway.keys import KeyManager, KeyRecord
@@ -46,6 +47,7 @@ class Gateway:
     http: httpx.AsyncClient
     background: set[Any] = field(default_factory=set)
     leases: LeaseKeeper | None = None  # None: reservations are not followed (tests)
+    capture: Capturer | None = None  # captured traffic and feedback (issue 10)
 
     def admin_key(self) -> str | None:
         return os.environ.get(self.config.admin_key_env) or None

@@ -60,5 +60,30 @@ class Metrics:
             registry=r,
         )
 
+        self.captured = Counter(
+            "genaiops_gateway_captured",
+            "Chat requests stored by capture",
+            ["model"],
+            registry=r,
+        )
+        self.capture_failures = Counter(
+            "genaiops_gateway_capture_failures",
+            "Captures lost (queue_full, build, write, submit) or retention runs failed (purge)",
+            ["stage"],
+            registry=r,
+        )
+        self.capture_purged = Counter(
+            "genaiops_gateway_capture_purged",
+            "Records deleted by capture retention",
+            ["kind"],
+            registry=r,
+        )
+        self.feedback = Counter(
+            "genaiops_gateway_feedback",
+            "End-user feedback received (POST /v1/feedback), by rating",
+            ["model", "deployment", "rating"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -56,15 +56,15 @@ def _p95(hist: list[int]) -> float | None:
 
 
 def parse_duration(text: str) -> float:
-    """``60s``, ``2m``, ``500ms``, ``1h`` or a plain number of seconds."""
+    """``60s``, ``2m``, ``500ms``, ``1h``, ``7d`` or a plain number of seconds."""
     t = text.strip().lower()
-    for suffix, mult in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+    for suffix, mult in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0)):
         if t.endswith(suffix) and t[: -len(suffix)].replace(".", "", 1).isdigit():
             return float(t[: -len(suffix)]) * mult
     try:
         return float(t)
     except ValueError as e:
-        raise InvalidRequest(f"not a duration: {text!r} (use 60s, 2m, 500ms)") from e
+        raise InvalidRequest(f"not a duration: {text!r} (use 60s, 2m, 500ms, 7d)") from e
 
 
 @dataclass

@@ -12,15 +12,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictBool, StrictInt, field_validator
 
 from gateway.errors import InvalidRequest
 
 __all__ = [
     "ChatCompletionRequest",
     "ChatMessageIn",
+    "DocumentIn",
+    "FeedbackIn",
     "EmbeddingsRequest",
     "KeyCreate",
+    "RetrievalIn",
     "RolloutStart",
     "ScoreIn",
     "StreamOptions",
@@ -79,9 +82,31 @@ class StreamOptions(BaseModel):
     include_usage: StrictBool = False
 
 
+class DocumentIn(BaseModel):
+    """One grounding document with its provenance (the object form of ``documents``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    id: str | None = Field(default=None, max_length=512)
+    score: Number | None = Field(default=None, allow_inf_nan=False)
+
+
+class RetrievalIn(BaseModel):
+    """Which index served the ``documents`` (stored with a captured request)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: str | None = Field(default=None, max_length=256)
+    index_version: str | None = Field(default=None, max_length=256)
+    alias: str | None = Field(default=None, max_length=256)
+
+
 class ChatCompletionRequest(BaseModel):
-    """``POST /v1/chat/completions``; ``documents`` is a genaiops extension (checked for
-    indirect prompt attacks like Azure Prompt Shields documents)."""
+    """``POST /v1/chat/completions``; ``documents`` and ``retrieval`` are genaiops extensions,
+    never sent upstream.  ``documents`` (strings, or ``{text, id, score}`` objects) are checked
+    for indirect prompt attacks like Azure Prompt Shields documents and are the grounding a
+    captured request keeps; ``retrieval`` names the index (and version, alias) they came from."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -96,7 +121,11 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
     user: str | None = Field(default=None, max_length=256)
-    documents: list[str] | None = None
+    documents: list[str | DocumentIn] | None = None
+    retrieval: RetrievalIn | None = None
+
+    def document_texts(self) -> list[str]:
+        return [d if isinstance(d, str) else d.text for d in self.documents or []]
 
 
 class EmbeddingsRequest(BaseModel):
@@ -132,6 +161,26 @@ class RolloutStart(BaseModel):
     max_error_rate_increase: Number | None = Field(default=None, ge=0)
     max_p95_ratio: Number | None = Field(default=None, ge=1)
     max_score_drop: Number | None = Field(default=None, ge=0)
+
+
+class FeedbackIn(BaseModel):
+    """``POST /v1/feedback``: an end user's rating of one answer (``x-request-id``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=200)
+    rating: Literal["up", "down", 1, 2, 3, 4, 5]
+    comment: str | None = Field(default=None, max_length=4000)
+    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=20
+    )
+
+    @field_validator("rating", mode="before")
+    @classmethod
+    def _rating(cls, v: Any) -> Any:
+        if v in ("up", "down") or (type(v) is int and 1 <= v <= 5):
+            return v
+        raise ValueError("must be 'up', 'down' or an integer from 1 to 5")
 
 
 class ScoreIn(BaseModel):

@@ -13,14 +13,18 @@
 Reading captured traffic offline (what ``genaiops monitor`` does):
 
     >>> import time
-    >>> from gateway.capture import SQLiteCaptureStore
-    >>> store = SQLiteCaptureStore(home / "gateway" / "capture.db")      # doctest: +SKIP
+    >>> from gateway.capture import open_capture_store
+    >>> store = open_capture_store(load_config("gateway.yaml"))          # doctest: +SKIP
     >>> for rec in store.query(since=time.time() - 3600, alias="chat"):  # doctest: +SKIP
     ...     print(rec.request_id, rec.question(), rec.context(), rec.completion)
     >>> fb = store.get_feedback(rec.request_id, key_id=None)             # doctest: +SKIP
     >>> fb.rating, fb.score                                              # doctest: +SKIP
     ('down', 0.0)
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from gateway.capture.records import (
     CAPTURE_SCHEMA_VERSION,
@@ -36,6 +40,15 @@ from gateway.capture.records import (
 )
 from gateway.capture.store import FEEDBACK_GROUPS, CaptureStore, SQLiteCaptureStore
 
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
+
+
+def open_capture_store(config: GatewayConfig) -> CaptureStore:
+    """The capture store a gateway with ``config`` uses (SQLite at ``config.capture_path()``)."""
+    return SQLiteCaptureStore(config.capture_path(), config.state.ledger_sync)
+
+
 __all__ = [
     "CAPTURE_SCHEMA_VERSION",
     "FEEDBACK_GROUPS",
@@ -49,5 +62,6 @@ __all__ = [
     "SQLiteCaptureStore",
     "SafetySummary",
     "Usage",
+    "open_capture_store",
     "rating_score",
 ]

@@ -1,5 +1,5 @@
-"""One router per concern: chat, embeddings, models/health/metrics, admin."""
+"""One router per concern: chat, embeddings, feedback, models/health/metrics, admin."""
 
-from gateway.routers import admin, chat, embeddings, meta
+from gateway.routers import admin, chat, embeddings, feedback, meta
 
-__all__ = ["admin", "chat", "embeddings", "meta"]
+__all__ = ["admin", "chat", "embeddings", "feedback", "meta"]

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from gateway.backends import Backend, BackendFailure, message_text
 from gateway.calls import Call, resolve_alias
+from gateway.capture.service import metadata_headers
 from gateway.config import AliasConfig
 from gateway.counting import admission_tokens
 from gateway.deps import GW, ApiKey, Gateway
@@ -48,6 +49,7 @@ async def chat_completions(
 ) -> Response:
     alias = resolve_alias(gw, body.model, "chat")
     require_valid_text(body)
+    meta = metadata_headers(request.headers)
     call = Call(gw, request, key, alias.name, stream=bool(body.stream))
     request.state.extra_headers = call.headers()
     max_tokens = body.max_completion_tokens or body.max_tokens or gw.config.default_max_tokens
@@ -57,7 +59,8 @@ async def chat_completions(
             param="max_tokens",
         )
     payload = body.model_dump(
-        exclude_none=True, exclude={"documents", "max_completion_tokens", "stream_options"}
+        exclude_none=True,
+        exclude={"documents", "retrieval", "max_completion_tokens", "stream_options"},
     )
     payload["max_tokens"] = max_tokens
     payload["model"] = alias.name
@@ -66,13 +69,15 @@ async def chat_completions(
     prompt_notes: list[dict[str, Any]] | None = None
     # an upper bound of the billed prompt; 400 before any work when it cannot fit or be bounded
     sent = payload["messages"]
-    call.prompt_estimate = await admission_tokens(gw.config, alias, payload, body.documents)
+    docs = body.document_texts()
+    call.prompt_estimate = await admission_tokens(gw.config, alias, payload, docs)
+    redacted = False
     if safety_on:
         assert gw.safety is not None
         try:
-            payload["messages"], prompt_notes = await gw.safety.check_input(
-                payload["messages"], body.documents or [], policy
-            )
+            checked = await gw.safety.check_request(payload["messages"], docs, policy)
+            payload["messages"], prompt_notes = checked.messages, checked.notes
+            docs, redacted = checked.documents, checked.redacted
         except ContentFiltered as e:
             gw.metrics.safety.labels("input", "blocked").inc()
             await call.finish(
@@ -84,7 +89,11 @@ async def chat_completions(
             await call.finish(None, 0, 0, status=e.status, outcome="error", error=e)
             raise
     if payload["messages"] != sent:  # redacted by the input filter: count what is sent
-        call.prompt_estimate = await admission_tokens(gw.config, alias, payload, body.documents)
+        call.prompt_estimate = await admission_tokens(gw.config, alias, payload, docs)
+    if gw.capture is not None:  # after redaction: what a captured record stores
+        call.capture = gw.capture.begin(
+            call.request_id, key, alias.name, body, meta, payload["messages"], docs, redacted
+        )
     await call.admit(call.prompt_estimate + max_tokens)
     try:
         order, skipped = await gw.router.plan(alias, sticky=body.user or key.id)
@@ -144,7 +153,40 @@ async def _complete(
     resp.setdefault("usage", {"prompt_tokens": pt, "completion_tokens": ct})
     resp["usage"]["total_tokens"] = pt + ct
     await call.finish(dep, pt, ct, outcome=outcome, safety=safety)  # durable before the reply
+    if call.capture is not None:
+        msg = choices[0].get("message") or {} if choices else {}
+        finish = choices[0].get("finish_reason") if choices else None
+        text = message_text(msg.get("content"))
+        _capture(gw, call, dep, text, msg.get("tool_calls"), finish, pt, ct, outcome, safety)
     return JSONResponse(resp, headers=call.headers())
+
+
+def _capture(
+    gw: Gateway,
+    call: Call,
+    dep: str,
+    text: str,
+    tool_calls: Any,
+    finish_reason: str | None,
+    pt: int,
+    ct: int,
+    outcome: str,
+    safety: dict[str, Any],
+) -> None:
+    """Queue the captured record of an answered request (never fails, never blocks)."""
+    if gw.capture is not None and call.capture is not None:
+        gw.capture.submit(
+            call.capture,
+            deployment=dep,
+            completion=text,
+            tool_calls=tool_calls,
+            finish_reason=finish_reason,
+            prompt_tokens=pt,
+            completion_tokens=ct,
+            latency_ms=round((time.perf_counter() - call.t0) * 1000, 3),
+            outcome=outcome,
+            safety=safety,
+        )
 
 
 def _maybe_shadow(gw: Gateway, call: Call, alias: AliasConfig, payload: dict[str, Any]) -> None:
@@ -365,6 +407,12 @@ class _EventStream:
             safety["prompt"] = self.prompt_notes[0]["content_filter_results"]
         outcome = "filtered" if self.blocked else "ok"
         await call.finish(self.dep, pt, ct, outcome=outcome, safety=safety)
+        if call.capture is not None:  # the text as delivered (after the stream filter)
+            text = self.filt.released if self.filt is not None else call.streamed
+            tools = (
+                self.tools.message().get("tool_calls") if self.tools and not self.blocked else None
+            )
+            _capture(self.gw, call, self.dep, text, tools, finish, pt, ct, outcome, safety)
         yield b"data: [DONE]\n\n"
 
     async def events(self) -> AsyncIterator[bytes]:

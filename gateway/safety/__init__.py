@@ -14,6 +14,7 @@ from gateway.safety.detectors import (
 )
 from gateway.safety.engine import (
     DetectorFailed,
+    InputCheck,
     OutputVerdict,
     SafetyEngine,
     StreamFilter,
@@ -26,6 +27,7 @@ __all__ = [
     "Analysis",
     "Detector",
     "DetectorFailed",
+    "InputCheck",
     "OfflineDetector",
     "OutputVerdict",
     "PIISpan",

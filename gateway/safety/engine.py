@@ -42,6 +42,7 @@ from gateway.safety.detectors import (
 
 __all__ = [
     "DetectorFailed",
+    "InputCheck",
     "OutputVerdict",
     "SafetyEngine",
     "StreamFilter",
@@ -63,6 +64,17 @@ ATTACK_CHECK: dict[str, Role] = {
     "tool": "document",
     "function": "document",
 }
+
+
+@dataclass
+class InputCheck:
+    """What :meth:`SafetyEngine.check_request` lets through: the messages and documents (PII
+    redacted when ``redacted``) and the ``prompt_filter_results`` annotations."""
+
+    messages: list[dict[str, Any]]
+    notes: list[dict[str, Any]]
+    documents: list[str]
+    redacted: bool = False
 
 
 @dataclass
@@ -151,8 +163,17 @@ class SafetyEngine:
         self, messages: list[dict[str, Any]], documents: list[str], policy_name: str | None
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """Returns (messages, possibly redacted; ``prompt_filter_results``) or raises 400/503."""
+        checked = await self.check_request(messages, documents, policy_name)
+        return checked.messages, checked.notes
+
+    async def check_request(
+        self, messages: list[dict[str, Any]], documents: list[str], policy_name: str | None
+    ) -> InputCheck:
+        """:meth:`check_input`, also returning the documents with their PII redacted (they are
+        never sent upstream, but a captured request stores them)."""
         policy = self.policy(policy_name)
         out = copy.deepcopy(messages)
+        docs = list(documents)
         merged: dict[str, Any] = {}
         try:
             for i, m in enumerate(out):
@@ -183,13 +204,25 @@ class SafetyEngine:
                         result=merged,
                         param="documents",
                     )
+                if policy.pii == "redact" and a.pii:
+                    docs[j] = redact(doc, [p for p in a.pii if p.type in policy.pii_types])
         except DetectorFailed as e:
             if not policy.fail_open:
                 raise SafetyUnavailable(
                     "the content filter is unavailable and the policy fails closed"
                 ) from e
             merged["error"] = {"code": "content_filter_error", "message": "filter unavailable"}
-        return out, [{"prompt_index": 0, "content_filter_results": merged}]
+        notes = [{"prompt_index": 0, "content_filter_results": merged}]
+        return InputCheck(out, notes, docs, redacted=policy.pii == "redact")
+
+    async def redact_text(self, text: str, policy_name: str | None) -> str:
+        """``text`` with the PII the policy names replaced (feedback comments); unchanged when
+        the policy does not redact.  Never blocks."""
+        policy = self.policy(policy_name)
+        if policy.pii == "off" or not text:
+            return text
+        a = await self.analyze(text, "prompt", policy)
+        return redact(text, [p for p in a.pii if p.type in policy.pii_types])
 
     async def check_completion(
         self, message: dict[str, Any], policy_name: str | None

@@ -20,12 +20,14 @@ import typer
 from rich.table import Table
 
 from genaiops.cli._output import console, emit_json
+from genaiops.cli.gateway_capture import capture_app, feedback_columns
 
 app = typer.Typer(no_args_is_help=True)
 keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
 rollout_app = typer.Typer(no_args_is_help=True, help="Gradual rollout of a deployment.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(capture_app, name="capture")
 
 T = TypeVar("T")
 ConfigOpt = Annotated[
@@ -197,7 +199,7 @@ def usage(
     config: ConfigOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Requests, errors and tokens from the usage ledger."""
+    """Requests, errors and tokens from the usage ledger (and feedback: count, thumbs-up rate)."""
     from genaiops.errors import ConfigError
 
     if since_hours is not None and not since_hours > 0:
@@ -212,6 +214,9 @@ def usage(
             raise ConfigError(str(e)) from e
 
     rows = _run(config, go)
+    from gateway.config import load_config
+
+    feedback_columns(load_config(config), by, rows, since)  # thumbs-up rate (POST /v1/feedback)
     if json_:
         emit_json(rows)
         return
@@ -224,6 +229,7 @@ def usage(
         "total_tokens",
         "avg_latency_ms",
     ]
+    cols += [c for c in ("feedback", "thumbs_up_rate") if rows and c in rows[0]]
     t = Table(*cols)
     for r in rows:
         t.add_row(*(str(r[c]) if r[c] is not None else "" for c in cols))
