@@ -307,6 +307,8 @@ def compute_drift(
         report.out_of_domain = out_of_domain(current, ref, idx, d.alias)
     elif not idx:
         report.notes.append("out-of-domain rate: no index (--index, drift.index, or records')")
-    report.grounding = grounding_drift(scores.query(since=until - GROUNDING_LOOKBACK_S, until=until))
+    report.grounding = grounding_drift(
+        scores.query(since=until - GROUNDING_LOOKBACK_S, until=until)
+    )
     report.breaches = drift_breaches(report, cfg.thresholds)
     return report

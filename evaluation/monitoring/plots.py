@@ -40,7 +40,13 @@ def time_series(
     fig, ax = plt.subplots(figsize=(7, 3))
     xs = [datetime.fromtimestamp(b, UTC) for b in buckets]
     for name, ys in series.items():
-        ax.plot(xs, [float("nan") if y is None else y for y in ys], marker="o", ms=3, label=name)
+        ax.plot(
+            xs,  # type: ignore[arg-type]  # matplotlib's stubs omit datetime x values
+            [float("nan") if y is None else y for y in ys],
+            marker="o",
+            ms=3,
+            label=name,
+        )
     if limit is not None:
         ax.axhline(limit, color="red", ls="--", lw=1, label=f"threshold {limit:g}")
     ax.set_title(title)

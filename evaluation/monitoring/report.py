@@ -177,9 +177,7 @@ def _feedback(fbs: list[FeedbackRecord]) -> list[FeedbackStats]:
     return out
 
 
-def ops_breaches(
-    ops: Operations, feedback: list[FeedbackRecord], t: Thresholds
-) -> list[Breach]:
+def ops_breaches(ops: Operations, feedback: list[FeedbackRecord], t: Thresholds) -> list[Breach]:
     out: list[Breach] = []
     if ops.requests >= t.min_samples:
         for check, value, limit in (
@@ -296,8 +294,11 @@ def _figures(report: MonitorReport) -> dict[str, tuple[str, str]]:
     figs["latency"] = (
         "Latency p50 / p95 (ms)",
         plots.time_series(
-            "latency", edges, {"p50": per_bucket(lat(0.5)), "p95": per_bucket(lat(0.95))},
-            "ms", t.p95_latency_ms_max,
+            "latency",
+            edges,
+            {"p50": per_bucket(lat(0.5)), "p95": per_bucket(lat(0.95))},
+            "ms",
+            t.p95_latency_ms_max,
         ),
     )
     figs["errors"] = (
@@ -336,7 +337,10 @@ def _figures(report: MonitorReport) -> dict[str, tuple[str, str]]:
         "Thumbs-up rate by deployment / variant",
         plots.bar_chart(
             "thumbs-up rate",
-            {f"{f.deployment or '-'} / {f.variant or '-'}": f.thumbs_up_rate for f in report.feedback},
+            {
+                f"{f.deployment or '-'} / {f.variant or '-'}": f.thumbs_up_rate
+                for f in report.feedback
+            },
             limit=t.thumbs_up_rate_min,
         ),
     )

@@ -27,12 +27,8 @@ LEDGER_SCORE_NAME = "online"
 
 
 def capture_path(cfg: GatewayConfig) -> Path:
-    """Where the gateway keeps captured traffic: its config's capture store, else
-    ``capture.db`` beside the ledger (the capture store's default)."""
-    fn = getattr(cfg, "capture_path", None)
-    if callable(fn):
-        return Path(fn())
-    return cfg.ledger_path().parent / "capture.db"
+    """Where the gateway keeps captured traffic (``capture.path``, else beside the ledger)."""
+    return cfg.capture_path()
 
 
 class GatewayState:

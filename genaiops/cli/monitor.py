@@ -228,7 +228,9 @@ def check(
             state, scores, cfg, since=time.time() - _seconds(since, "--since"), drift=rep
         )
     if json_:
-        emit_json({"ok": not report.breaches, "breaches": [b.model_dump() for b in report.breaches]})
+        emit_json(
+            {"ok": not report.breaches, "breaches": [b.model_dump() for b in report.breaches]}
+        )
     elif not report.breaches:
         console.print("ok: no threshold breached")
     _print_breaches(report.breaches)
