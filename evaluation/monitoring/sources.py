@@ -13,7 +13,6 @@ the scores it writes are the ones the rollout judge reads (:meth:`Ledger.deploym
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +68,7 @@ class GatewayState:
 
     def usage(self, since: float, until: float | None = None) -> list[dict[str, Any]]:
         """Ledger rows (one per request) with ``since <= ts < until``, oldest first."""
-        cur = self.ledger._conn().execute(
-            "SELECT * FROM usage WHERE ts >= ? AND ts < ? ORDER BY ts",
-            (since, until if until is not None else time.time() + 1e9),
-        )
-        names = [c[0] for c in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        return self.ledger.rows_between(since, until)
 
     def record_score(self, request_id: str, score: float) -> bool:
         """The request's online score (0-1) where the rollout judge reads it."""

@@ -61,9 +61,12 @@ def test_a_same_distribution_split_does_not_drift(embedder: CachingEmbedder) -> 
 
 
 def test_out_of_domain_rate_on_the_sample_index(sample_index: Path) -> None:
+    from indexing import Retriever
+
     ref = reference_questions(REPO / "datasets/sample/qa.jsonl")
-    inside = out_of_domain(ref[:8], ref, "sample")
-    shifted = out_of_domain(_scifact(20), ref, "sample")
+    retriever = Retriever("sample")
+    inside = out_of_domain(ref[:8], ref, "sample", retriever=retriever)
+    shifted = out_of_domain(_scifact(20), ref, "sample", retriever=retriever)
     assert inside.rate <= 0.125 and shifted.rate >= 0.8
     assert shifted.version.startswith("v-") and shifted.n_reference == len(ref)
 
