@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import math
 import os
+from typing import Any
 
 from evaluation.summary import EvalSummary
 from genaiops.settings import get_settings
 
-__all__ = ["log_summary", "tracking_uri"]
+__all__ = ["log_summary", "tracking_uri", "use_experiment"]
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,9 @@ def tracking_uri() -> str:
     return f"sqlite:///{home / 'mlflow.db'}"
 
 
-def log_summary(
-    summary: EvalSummary,
-    artifacts: dict[str, str] | None = None,
-    experiment: str = "genaiops-eval",
-) -> dict[str, str]:
-    """Log each variant as an MLflow run; returns ``{variant: mlflow_run_id}``."""
+def use_experiment(experiment: str) -> Any:
+    """Point MLflow at :func:`tracking_uri` and ``experiment`` (created with its artifacts
+    under ``GENAIOPS_HOME`` for a local store); returns the ``mlflow`` module."""
     import mlflow
 
     for noisy in ("mlflow", "alembic"):  # schema-migration chatter at INFO on first use
@@ -50,6 +48,16 @@ def log_summary(
         artifacts_root = get_settings().home.resolve() / "mlartifacts"
         mlflow.create_experiment(experiment, artifact_location=artifacts_root.as_uri())
     mlflow.set_experiment(experiment)
+    return mlflow
+
+
+def log_summary(
+    summary: EvalSummary,
+    artifacts: dict[str, str] | None = None,
+    experiment: str = "genaiops-eval",
+) -> dict[str, str]:
+    """Log each variant as an MLflow run; returns ``{variant: mlflow_run_id}``."""
+    mlflow = use_experiment(experiment)
     ids = {}
     for label, agg in summary.variants.items():
         with mlflow.start_run(run_name=f"{summary.run_id}/{label}") as run:

@@ -149,6 +149,16 @@ class Ledger:
         names = [c[0] for c in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
+    def rows_between(self, since: float, until: float | None = None) -> list[dict[str, Any]]:
+        """Rows with ``since <= ts < until`` (no upper bound when None), oldest first — what
+        offline reports (``genaiops monitor report``) plot over time."""
+        cur = self._conn().execute(
+            "SELECT * FROM usage WHERE ts >= ? AND (? IS NULL OR ts < ?) ORDER BY ts",
+            (since, until, until),
+        )
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
     def get(self, request_id: str) -> dict[str, Any] | None:
         cur = self._conn().execute("SELECT * FROM usage WHERE request_id=?", (request_id,))
         r = cur.fetchone()

@@ -29,7 +29,7 @@ def _register() -> None:
 
     app.add_typer(index.app, name="index", help="Build, version, promote and query indexes.")
     app.command("demo")(demo.demo)
-    for name in ("gateway", "eval", "flow", "train"):  # groups added by later components
+    for name in ("gateway", "eval", "flow", "train", "monitor"):  # groups added later
         try:
             mod = __import__(f"genaiops.cli.{name}", fromlist=["app"])
         except ModuleNotFoundError as e:
