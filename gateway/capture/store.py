@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from gateway.capture.records import CaptureCounts, CaptureRecord, FeedbackRecord
-from gateway.state.connections import ThreadConnections
+from gateway.state.connections import ThreadConnections, immediate
 
 __all__ = ["FEEDBACK_GROUPS", "CaptureStore", "SQLiteCaptureStore"]
 
@@ -187,20 +187,12 @@ class SQLiteCaptureStore:
         ]  # fmt: skip
         if not rows:
             return 0
-        with self._conns.write_lock:
-            c = self._conn()
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                c.executemany(
-                    "INSERT OR REPLACE INTO captures(request_id, ts, key_id, team, alias, "
-                    "deployment, flow_variant, session, record) VALUES(?,?,?,?,?,?,?,?,?)",
-                    rows,
-                )
-                c.execute("COMMIT")
-            except BaseException:
-                if c.in_transaction:
-                    c.execute("ROLLBACK")
-                raise
+        with self._conns.write_lock, immediate(self._conn()) as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO captures(request_id, ts, key_id, team, alias, "
+                "deployment, flow_variant, session, record) VALUES(?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
         return len(rows)
 
     def get(self, request_id: str, key_id: str | None) -> CaptureRecord | None:
@@ -231,30 +223,22 @@ class SQLiteCaptureStore:
 
     # -- feedback ---------------------------------------------------------------------------
     def put_feedback(self, record: FeedbackRecord) -> tuple[FeedbackRecord, bool]:
-        with self._conns.write_lock:
-            c = self._conn()
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                row = c.execute(
-                    "SELECT record FROM feedback WHERE request_id=? AND key_id=?",
-                    (record.request_id, record.key_id),
-                ).fetchone()
-                if row is not None:
-                    record = record.model_copy(
-                        update={"created": FeedbackRecord.model_validate_json(row[0]).created}
-                    )
-                c.execute(
-                    "INSERT OR REPLACE INTO feedback(request_id, key_id, ts, rating, score, "
-                    "alias, deployment, team, flow_variant, record) VALUES(?,?,?,?,?,?,?,?,?,?)",
-                    (record.request_id, record.key_id, record.ts, record.rating, record.score,
-                     record.alias, record.deployment, record.team, record.flow_variant,
-                     record.model_dump_json()),
-                )  # fmt: skip
-                c.execute("COMMIT")
-            except BaseException:
-                if c.in_transaction:
-                    c.execute("ROLLBACK")
-                raise
+        with self._conns.write_lock, immediate(self._conn()) as c:
+            row = c.execute(
+                "SELECT record FROM feedback WHERE request_id=? AND key_id=?",
+                (record.request_id, record.key_id),
+            ).fetchone()
+            if row is not None:
+                record = record.model_copy(
+                    update={"created": FeedbackRecord.model_validate_json(row[0]).created}
+                )
+            c.execute(
+                "INSERT OR REPLACE INTO feedback(request_id, key_id, ts, rating, score, "
+                "alias, deployment, team, flow_variant, record) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                (record.request_id, record.key_id, record.ts, record.rating, record.score,
+                 record.alias, record.deployment, record.team, record.flow_variant,
+                 record.model_dump_json()),
+            )  # fmt: skip
         return record, row is None
 
     def get_feedback(self, request_id: str, key_id: str | None) -> FeedbackRecord | None:
