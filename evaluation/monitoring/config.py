@@ -97,6 +97,23 @@ class Breach(_Strict):
     limit: float
     direction: Literal["min", "max"]
 
+    @classmethod
+    def crossed(
+        cls,
+        check: str,
+        scope: str,
+        value: float | None,
+        limit: float | None,
+        direction: Literal["min", "max"],
+    ) -> Breach | None:
+        """The breach when ``value`` is below a ``min`` / above a ``max`` limit; None when it
+        is not, or when either is unset."""
+        if value is None or limit is None:
+            return None
+        if value < limit if direction == "min" else value > limit:
+            return cls(check=check, scope=scope, value=value, limit=limit, direction=direction)
+        return None
+
     def line(self) -> str:
         op = "<" if self.direction == "min" else ">"
         return f"{self.check} {self.value:.4g} {op} {self.limit:.4g} ({self.scope})"

@@ -210,49 +210,30 @@ def grounding_drift(rows: Sequence[OnlineScore]) -> list[GroundingDrift]:
 
 
 def drift_breaches(report: DriftReport, t: Thresholds) -> list[Breach]:
-    out = []
+    found: list[Breach | None] = []
     q = report.question
-    if q is not None and t.drift_p_min is not None and q.p_value < t.drift_p_min:
-        out.append(
-            Breach(
-                check="question_drift_p",
-                scope=f"vs {q.reference}",
-                value=q.p_value,
-                limit=t.drift_p_min,
-                direction="min",
-            )
+    if q is not None:
+        found.append(
+            Breach.crossed("question_drift_p", f"vs {q.reference}", q.p_value, t.drift_p_min, "min")
         )
     o = report.out_of_domain
-    if o is not None and t.ood_rate_max is not None and o.rate > t.ood_rate_max:
-        out.append(
-            Breach(
-                check="out_of_domain_rate",
-                scope=f"index={o.index}",
-                value=o.rate,
-                limit=t.ood_rate_max,
-                direction="max",
-            )
+    if o is not None:
+        found.append(
+            Breach.crossed("out_of_domain_rate", f"index={o.index}", o.rate, t.ood_rate_max, "max")
         )
     for g in report.grounding:
         last = g.versions[-1] if g.versions else None
         if (
-            g.drop is not None
-            and last is not None
+            last is not None
             and last.n >= t.min_samples
+            and len(g.versions) > 1
             and g.versions[-2].n >= t.min_samples
-            and t.grounding_drop_max is not None
-            and g.drop > t.grounding_drop_max
         ):
-            out.append(
-                Breach(
-                    check="grounding_drop",
-                    scope=f"index={g.index} version={last.version}",
-                    value=g.drop,
-                    limit=t.grounding_drop_max,
-                    direction="max",
-                )
+            scope = f"index={g.index} version={last.version}"
+            found.append(
+                Breach.crossed("grounding_drop", scope, g.drop, t.grounding_drop_max, "max")
             )
-    return out
+    return [b for b in found if b is not None]
 
 
 GROUNDING_LOOKBACK_S = 30 * 86400  # versions compared: those served in the last 30 days

@@ -182,15 +182,9 @@ def score_breaches(groups: list[GroupStats], t: Thresholds) -> list[Breach]:
         if g.n < t.min_samples:
             continue
         for check, attr, limit, direction in checks:
-            value = getattr(g, attr)
-            if limit is None or value is None:
-                continue
-            if (direction == "min" and value < limit) or (direction == "max" and value > limit):
-                out.append(
-                    Breach(
-                        check=check, scope=g.scope, value=value, limit=limit, direction=direction
-                    )
-                )
+            breach = Breach.crossed(check, g.scope, getattr(g, attr), limit, direction)
+            if breach is not None:
+                out.append(breach)
     return out
 
 

@@ -178,30 +178,21 @@ def _feedback(fbs: list[FeedbackRecord]) -> list[FeedbackStats]:
 
 
 def ops_breaches(ops: Operations, feedback: list[FeedbackRecord], t: Thresholds) -> list[Breach]:
-    out: list[Breach] = []
+    found: list[Breach | None] = []
     if ops.requests >= t.min_samples:
-        for check, value, limit in (
-            ("error_rate", ops.error_rate, t.error_rate_max),
-            ("rate_limited_rate", ops.rate_limited_rate, t.rate_limited_rate_max),
-            ("p95_latency_ms", ops.p95_latency_ms, t.p95_latency_ms_max),
-        ):
-            if limit is not None and value is not None and value > limit:
-                out.append(
-                    Breach(check=check, scope="all", value=value, limit=limit, direction="max")
-                )
-    if len(feedback) >= t.min_samples and t.thumbs_up_rate_min is not None:
+        found += [
+            Breach.crossed("error_rate", "all", ops.error_rate, t.error_rate_max, "max"),
+            Breach.crossed(
+                "rate_limited_rate", "all", ops.rate_limited_rate, t.rate_limited_rate_max, "max"
+            ),
+            Breach.crossed(
+                "p95_latency_ms", "all", ops.p95_latency_ms, t.p95_latency_ms_max, "max"
+            ),
+        ]
+    if len(feedback) >= t.min_samples:
         rate = sum(f.positive for f in feedback) / len(feedback)
-        if rate < t.thumbs_up_rate_min:
-            out.append(
-                Breach(
-                    check="thumbs_up_rate",
-                    scope="all",
-                    value=rate,
-                    limit=t.thumbs_up_rate_min,
-                    direction="min",
-                )
-            )
-    return out
+        found.append(Breach.crossed("thumbs_up_rate", "all", rate, t.thumbs_up_rate_min, "min"))
+    return [b for b in found if b is not None]
 
 
 def build_report(
