@@ -56,9 +56,10 @@ def _p95(hist: list[int]) -> float | None:
 
 
 def parse_duration(text: str) -> float:
-    """``60s``, ``2m``, ``500ms``, ``1h``, ``7d`` or a plain number of seconds."""
+    """``60s``, ``2m``, ``500ms``, ``1h``, ``7d``, ``2w`` or a plain number of seconds."""
     t = text.strip().lower()
-    for suffix, mult in (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0)):
+    units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0), ("w", 604800.0))
+    for suffix, mult in units:
         if t.endswith(suffix) and t[: -len(suffix)].replace(".", "", 1).isdigit():
             return float(t[: -len(suffix)]) * mult
     try:

@@ -35,13 +35,13 @@ SinceOpt = Annotated[str, typer.Option(help="Window: records of the last 1h, 30m
 
 
 def _seconds(text: str, option: str) -> float:
+    from gateway.errors import InvalidRequest
+    from gateway.rollout import parse_duration
     from genaiops.errors import ConfigError
 
-    t = text.strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
     try:
-        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
-    except ValueError:
+        value = parse_duration(text)
+    except InvalidRequest:
         value = -1.0
     if not value > 0:
         raise ConfigError(f"{option} must be a duration like 30m, 1h, 7d, got {text!r}")
@@ -165,6 +165,24 @@ def _drift(
     )
 
 
+def _build(
+    state: Any,
+    scores: Any,
+    cfg: Any,
+    since: str,
+    reference: str | None,
+    reference_since: str | None,
+    index: str | None,
+) -> Any:
+    """The whole report over ``--since``, drift included (``check`` and ``report``)."""
+    from evaluation.monitoring.report import build_report
+
+    rep = _drift(state, scores, cfg, since, reference, reference_since, index)
+    return build_report(
+        state, scores, cfg, since=time.time() - _seconds(since, "--since"), drift=rep
+    )
+
+
 RefOpt = Annotated[
     str | None, typer.Option(help="Reference questions: an evaluation dataset (JSONL).")
 ]
@@ -220,13 +238,8 @@ def check(
 ) -> None:
     """Every threshold over the window (operations, online scores, feedback, drift): exit 1
     and list what breached."""
-    from evaluation.monitoring.report import build_report
-
     with _open(config, monitoring) as (state, scores, cfg):
-        rep = _drift(state, scores, cfg, since, reference, reference_since, index)
-        report = build_report(
-            state, scores, cfg, since=time.time() - _seconds(since, "--since"), drift=rep
-        )
+        report = _build(state, scores, cfg, since, reference, reference_since, index)
     if json_:
         emit_json(
             {"ok": not report.breaches, "breaches": [b.model_dump() for b in report.breaches]}
@@ -249,13 +262,10 @@ def report(
     json_: JsonOpt = False,
 ) -> None:
     """One self-contained HTML page with the plots, plus report.json and report.md."""
-    from evaluation.monitoring.report import build_report, write_report
+    from evaluation.monitoring.report import write_report
 
     with _open(config, monitoring) as (state, scores, cfg):
-        rep = _drift(state, scores, cfg, since, reference, reference_since, index)
-        built = build_report(
-            state, scores, cfg, since=time.time() - _seconds(since, "--since"), drift=rep
-        )
+        built = _build(state, scores, cfg, since, reference, reference_since, index)
         paths = write_report(built, out)
     if json_:
         emit_json({"paths": paths, "breaches": [b.model_dump() for b in built.breaches]})
