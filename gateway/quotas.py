@@ -59,7 +59,8 @@ class Reservation:
 
 
 def format_duration(seconds: float) -> str:
-    """OpenAI-style reset durations: ``12ms``, ``6s``, ``1m3s``."""
+    """OpenAI-style reset durations (Go's ``time.Duration`` strings): ``12ms``, ``6s``, ``1m0s``,
+    ``1h2m3s``.  Whole units carry their trailing zeros, as OpenAI's own headers do."""
     if seconds < 1:
         return f"{max(0, int(seconds * 1000))}ms"
     s = int(seconds + 0.999)
@@ -67,9 +68,9 @@ def format_duration(seconds: float) -> str:
         return f"{s}s"
     m, s = divmod(s, 60)
     if m < 60:
-        return f"{m}m{s}s" if s else f"{m}m"
+        return f"{m}m{s}s"
     h, m = divmod(m, 60)
-    return f"{h}h{m}m"
+    return f"{h}h{m}m{s}s"
 
 
 def _period(period: str, now: float) -> tuple[str, float]:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from gateway.counting import prompt_bound
+from gateway.quotas import format_duration
 from tests.gateway.support import FakeUpstream, Running, serve, upstream_config
 
 MSG = [{"role": "user", "content": "Say hello"}]
@@ -25,6 +26,16 @@ def quota_buckets(gw: Running) -> dict[str, int]:
 
 def _bucket(gw: Running, kind: str) -> int:
     return sum(u for b, u in quota_buckets(gw).items() if f":{kind}:" in b)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.012, "12ms"), (6, "6s"), (59.0, "59s"), (59.2, "1m0s"), (60, "1m0s"), (63, "1m3s"), (3600, "1h0m0s")],
+)
+def test_reset_durations_are_go_duration_strings(seconds: float, text: str):
+    """OpenAI sends Go ``time.Duration`` strings (``6m0s``): a whole minute is ``1m0s``, never
+    ``1m``; a per-minute window that resets in exactly 60 s used to print ``1m``."""
+    assert format_duration(seconds) == text
 
 
 def test_headers_rate_limit_and_quota_exhausted(gateway: Running):
