@@ -1,6 +1,6 @@
 """JSON logs for every gateway process: one JSON object per line on stderr.
 
-Each line has ``ts`` (Unix seconds), ``level``, ``logger`` and ``msg``; ``request_id`` while a
+Each line has ``ts`` (Unix seconds), ``level``, ``logger``, ``msg`` and ``pid`` (which worker); ``request_id`` while a
 request is served (:func:`gateway.tracing.bind_request`), ``trace_id`` / ``span_id`` when tracing
 is on and a span is current, and ``exc`` (the formatted traceback, inside the JSON string) when
 one was logged.  :func:`log_config` is a :func:`logging.config.dictConfig` mapping that uvicorn
@@ -46,6 +46,7 @@ class JSONFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
+            "pid": record.process,
         }
         for key in ("request_id", "trace_id", "span_id"):
             value = getattr(record, key, None)

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from genaiops import tracing
+from tests.gateway.otlp import exported_spans, otlp_collector
 from tests.gateway.support import UPSTREAM, FakeUpstream, serve, upstream_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,48 +96,6 @@ def test_tracing_is_off_by_default_and_adds_nothing() -> None:
         with gw.client(gw.create_key()) as c:
             assert c.post("/v1/chat/completions", json=CHAT).status_code == 200
     assert "traceparent" not in upstream.headers[0]
-
-
-class _Collector(http.server.BaseHTTPRequestHandler):
-    received: list[tuple[str, bytes]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        body = self.rfile.read(int(self.headers["content-length"]))
-        self.received.append((self.path, body))
-        self.send_response(200)
-        self.send_header("content-type", "application/x-protobuf")
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        return None
-
-
-@contextlib.contextmanager
-def otlp_collector() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
-    """A loopback OTLP/HTTP trace receiver: yields its endpoint and the (path, body) it got."""
-    handler = type("Collector", (_Collector,), {"received": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler.received
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def exported_spans(received: list[tuple[str, bytes]]) -> list[tuple[str, str, str]]:
-    """(service.name, span name, trace id hex) of every span the collector received."""
-    out = []
-    for path, body in received:
-        assert path == "/v1/traces"
-        req = ExportTraceServiceRequest.FromString(body)
-        for rs in req.resource_spans:
-            attrs = {a.key: a.value.string_value for a in rs.resource.attributes}
-            for ss in rs.scope_spans:
-                out += [(attrs["service.name"], s.name, s.trace_id.hex()) for s in ss.spans]
-    return out
 
 
 def test_setup_from_env_exports_over_otlp_http() -> None:
