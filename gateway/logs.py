@@ -1,11 +1,12 @@
 """JSON logs for every gateway process: one JSON object per line on stderr.
 
-Each line has ``ts`` (Unix seconds), ``level``, ``logger``, ``msg`` and ``pid`` (which worker); ``request_id`` while a
-request is served (:func:`gateway.tracing.bind_request`), ``trace_id`` / ``span_id`` when tracing
-is on and a span is current, and ``exc`` (the formatted traceback, inside the JSON string) when
-one was logged.  :func:`log_config` is a :func:`logging.config.dictConfig` mapping that uvicorn
-applies itself in each worker process it starts (``serve --workers N``): the formatter and filter
-are named by import path, so a spawned worker builds them again.
+Each line has ``ts`` (Unix seconds), ``level``, ``logger``, ``msg`` and ``pid`` (which worker);
+``request_id`` while a request is served (:func:`gateway.tracing.bind_request`), ``trace_id`` /
+``span_id`` when tracing is on and a span is current, and ``exc`` (the formatted traceback,
+inside the JSON string) when one was logged.  :func:`log_config` is a
+:func:`logging.config.dictConfig` mapping that uvicorn applies itself in each worker process it
+starts (``serve --workers N``): the formatter and filter are named by import path, so a spawned
+worker builds them again.
 
     >>> logging.config.dictConfig(log_config("INFO"))                  # doctest: +SKIP
     >>> uvicorn.run(app, log_config=log_config("INFO"))                 # doctest: +SKIP

@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # the SDK is imported only when tracing is turned on
 
 __all__ = [
     "REQUEST_ID",
+    "AttributeValue",
     "Span",
     "SpanKind",
     "StatusCode",

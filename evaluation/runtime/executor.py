@@ -171,7 +171,10 @@ class FlowExecutor:
     ) -> LineResult:
         variants = variants or VariantSet(dict(self.flow.default_variants))
         res = LineResult(index, line_id or str(index), variants.label, dict(values))
-        attrs = {"genaiops.line.index": index, "genaiops.line.id": res.line_id}
+        attrs: dict[str, tracing.AttributeValue] = {
+            "genaiops.line.index": index,
+            "genaiops.line.id": res.line_id,
+        }
         attrs["genaiops.flow.variant"] = variants.label
         with (
             tracing.span("evaluation.line", attrs) as sp,

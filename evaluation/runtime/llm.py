@@ -142,7 +142,7 @@ class GatewayClient:
         ``documents`` (``{text, id, score}``) and ``retrieval`` (``{index, index_version,
         alias}``) are the gateway's extensions: the grounding is checked for indirect attacks
         and kept with a captured request; ``headers`` e.g. ``x-genaiops-flow-variant``."""
-        attrs = {
+        attrs: dict[str, tracing.AttributeValue] = {
             "gen_ai.operation.name": "chat",
             "gen_ai.request.model": model,
             "gen_ai.request.max_tokens": max_tokens,

@@ -176,7 +176,7 @@ class HTTPBackend:
                 "POST", url, json=payload, headers=headers, timeout=self.timeout
             )
             return await self.client.send(req, stream=stream)
-        attrs = {
+        attrs: dict[str, tracing.AttributeValue] = {
             "http.request.method": "POST",
             "url.full": url,
             "genaiops.deployment": self.name,

@@ -174,7 +174,10 @@ class SafetyEngine:
     ) -> InputCheck:
         """:meth:`check_input`, also returning the documents with their PII redacted (they are
         never sent upstream, but a captured request stores them)."""
-        attrs = {"genaiops.safety.policy": policy_name or "", "genaiops.documents": len(documents)}
+        attrs: dict[str, tracing.AttributeValue] = {
+            "genaiops.safety.policy": policy_name or "",
+            "genaiops.documents": len(documents),
+        }
         with tracing.span("gateway.safety.input", attrs) as sp:
             try:
                 checked = await self._check_request(messages, documents, policy_name)
