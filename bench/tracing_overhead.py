@@ -5,8 +5,10 @@ Two gateways in this process, on the same in-process mock upstream (``gateway.te
 Python work of a request, not loopback scheduling): one built with tracing off (no ASGI tracing
 middleware, no-op spans), one with tracing on (the OpenTelemetry server span, safety, quota and
 upstream spans, ``traceparent`` injected; a ``BatchSpanProcessor`` into an
-``InMemorySpanExporter``, cleared after each round).  Rounds alternate off / on so load drift hits
-both alike; the figure is process CPU time (``time.process_time``) per request, median of rounds.
+``InMemorySpanExporter``, cleared after each round), and a third like the second less the
+server-span middleware (what the ASGI instrumentation costs).  Rounds alternate off / on / bare
+so load drift hits all alike; the figure is process CPU time (``time.process_time``) per
+request, median of rounds.
 Also the cost of one ``genaiops.tracing.span`` block off and on (the per-span price flows pay).
 
     python bench/tracing_overhead.py              # prints a markdown table; --n 400 --rounds 7
@@ -84,11 +86,20 @@ async def main(n: int, rounds: int) -> dict[str, list[float]]:
     tracing.configure(provider)
     on_app = create_app(cfg, http_client=upstream.client())
     on, _ = await _client(on_app)
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    bare_app = create_app(cfg, http_client=upstream.client())
+    FastAPIInstrumentor.uninstrument_app(
+        bare_app
+    )  # the child spans only: what the middleware costs
+    bare, _ = await _client(bare_app)
     out: dict[str, list[float]] = {
-        "off": [], "on": [], "span_off_ns": [], "span_on_ns": [], "spans_per_request": []
+        "off": [], "on": [], "bare": [], "span_off_ns": [], "span_on_ns": [],
+        "spans_per_request": [],
     }  # fmt: skip
     await _round(off, 50)  # warm both
     await _round(on, 50)
+    await _round(bare, 50)
     provider.force_flush()
     exporter.clear()
     for _ in range(rounds):
@@ -100,12 +111,16 @@ async def main(n: int, rounds: int) -> dict[str, list[float]]:
         provider.force_flush()
         out["spans_per_request"].append(len(exporter.get_finished_spans()) / n)
         exporter.clear()
+        out["bare"].append(await _round(bare, n))
+        provider.force_flush()
+        exporter.clear()
         out["span_on_ns"].append(_span_cost(2_000))  # within the batch queue (2048)
         provider.force_flush()
         exporter.clear()
     tracing.reset()
     await off.aclose()
     await on.aclose()
+    await bare.aclose()
     return out
 
 
@@ -124,5 +139,6 @@ if __name__ == "__main__":
     print("|---|---|---|")
     print(f"| off (default) | {m['off']:.0f} | {m['span_off_ns']:.0f} |")
     print(f"| on, in-memory exporter | {m['on']:.0f} | {m['span_on_ns']:.0f} |")
+    print(f"| on, without the ASGI server span | {m['bare']:.0f} |  |")
     print(f"added: {m['on'] - m['off']:.0f} µs/request ({m['on'] / m['off']:.2f}x); "
           f"{m['spans_per_request']:.1f} spans per request")  # fmt: skip
