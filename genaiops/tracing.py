@@ -141,8 +141,11 @@ def span(
 
 
 def inject(headers: MutableMapping[str, str]) -> None:
-    """Add ``traceparent`` (and ``tracestate``) of the current span to ``headers``."""
-    if _TRACER is not None:
+    """Add ``traceparent`` (and ``tracestate``) of the current span to ``headers``.
+
+    Also while this module's tracing is off but another tracer made the current span (a flow
+    under ``pf`` with promptflow's tracing on): the gateway then joins that trace."""
+    if _TRACER is not None or trace.get_current_span().get_span_context().is_valid:
         propagate.inject(headers)
 
 
