@@ -29,9 +29,8 @@ def test_a_span_of_another_tracer_still_propagates() -> None:
 
 def test_recording_nests_spans_and_resets() -> None:
     tp = TracerProvider()
-    with tracing.recording(tp):
-        with tracing.span("outer"), tracing.span("inner") as inner:
-            ids = tracing.current_ids()
-            assert ids is not None
-            assert ids[1] == f"{inner.get_span_context().span_id:016x}"
+    with tracing.recording(tp), tracing.span("outer"), tracing.span("inner") as inner:
+        ids = tracing.current_ids()
+        assert ids is not None
+        assert ids[1] == f"{inner.get_span_context().span_id:016x}"
     assert not tracing.enabled()

@@ -3,12 +3,10 @@ loopback) → the mock upstream, every span into the SDK's in-memory exporter.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -20,15 +18,6 @@ from tests.evaluation.fake_openai import grounded_answer
 from tests.gateway.support import ADMIN_KEY, FakeUpstream, serve, upstream_config
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    tp = TracerProvider()
-    tp.add_span_processor(SimpleSpanProcessor(exporter))
-    with tracing.recording(tp):
-        yield exporter
 
 
 def _one(spans: list[ReadableSpan], name: str) -> ReadableSpan:

@@ -22,8 +22,8 @@ from gateway.testing import MockUpstream
 from gateway.tracing import bind_request
 from genaiops import tracing
 from genaiops.openai_client import free_port
-from tests.gateway.otlp import exported_spans, otlp_collector
 from tests.gateway.support import ADMIN_KEY
+from tests.gateway.telemetry import exported_spans, otlp_collector
 
 REPO = Path(__file__).resolve().parents[2]
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -72,7 +72,7 @@ def test_a_line_carries_request_and_trace_ids_only_where_they_exist() -> None:
     assert second["exc"].startswith("Traceback") and "ValueError: multi\nline" in second["exc"]
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 300) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -4,31 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from genaiops import tracing
-from tests.gateway.otlp import exported_spans, otlp_collector
 from tests.gateway.support import UPSTREAM, FakeUpstream, serve, upstream_config
+from tests.gateway.telemetry import exported_spans, otlp_collector
 
 REPO = Path(__file__).resolve().parents[2]
 CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 CALLER_TRACE, CALLER_SPAN = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    tp = TracerProvider()
-    tp.add_span_processor(SimpleSpanProcessor(exporter))
-    with tracing.recording(tp):
-        yield exporter
 
 
 def _named(spans: list[ReadableSpan], name: str) -> list[ReadableSpan]:

@@ -1,4 +1,5 @@
-"""A loopback OTLP/HTTP trace receiver (the collector's side of the seam) for tests."""
+"""Trace helpers for tests: the ``spans`` fixture (every span of the test into the SDK's
+in-memory exporter) and a loopback OTLP/HTTP trace receiver (the collector's side of the seam)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,25 @@ import http.server
 import threading
 from collections.abc import Iterator
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-__all__ = ["exported_spans", "otlp_collector"]
+from genaiops import tracing
+
+__all__ = ["exported_spans", "otlp_collector", "spans"]
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on for the test, each span exported as it ends (import it into a test module)."""
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    with tracing.recording(tp):
+        yield exporter
 
 
 class _Collector(http.server.BaseHTTPRequestHandler):
