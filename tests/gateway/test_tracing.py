@@ -108,3 +108,23 @@ def test_setup_from_env_exports_over_otlp_http() -> None:
         env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120, cwd=REPO,
     )  # fmt: skip
     assert off.stdout.strip() == "False"
+
+
+def test_a_streamed_answer_is_traced_and_its_upstream_call_carries_traceparent(
+    spans: InMemorySpanExporter,
+) -> None:
+    upstream = FakeUpstream()
+    with serve(upstream_config(), upstream.client()) as gw, gw.client(gw.create_key()) as c:
+        with c.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as r:
+            body = "".join(r.iter_text())
+        request_id = r.headers["x-request-id"]
+    assert r.status_code == 200 and body.rstrip().endswith("data: [DONE]")
+    done = list(spans.get_finished_spans())
+    (server,) = _named(done, "POST /v1/chat/completions")
+    assert server.kind == SpanKind.SERVER
+    assert server.attributes[tracing.REQUEST_ID] == request_id
+    (up,) = _named(done, "gateway.upstream")
+    assert up.parent is not None and up.parent.span_id == server.context.span_id
+    tid, sid = up.context.trace_id, up.context.span_id
+    assert upstream.headers[0]["traceparent"] == f"00-{tid:032x}-{sid:016x}-01"
+    assert _named(done, "gateway.safety.output")  # stream windows are checked under the span too
