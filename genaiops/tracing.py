@@ -3,10 +3,10 @@
 Off by default. :func:`setup_from_env` turns tracing on when ``OTEL_EXPORTER_OTLP_ENDPOINT``
 (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set, with the SDK's OTLP exporter (HTTP/protobuf)
 behind a batch processor; the standard ``OTEL_*`` variables (``OTEL_SERVICE_NAME``,
-``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_SDK_DISABLED``,
-``OTEL_PROPAGATORS``) mean what the SDK documents.  While tracing is off, :func:`span` hands back
-one shared no-op context manager and :func:`inject` returns at once: no span object, no context
-switch, no header.
+``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_TRACES_SAMPLER``,
+``OTEL_SDK_DISABLED``, ``OTEL_PROPAGATORS``) mean what the SDK documents.  While tracing is off,
+:func:`span` hands back one shared no-op context manager (no span object, no context switch) and
+:func:`inject` adds no header unless another tracer's span is current.
 
 One trace follows a request across processes by the W3C ``traceparent`` header: flows inject it
 into their gateway calls (the ``openai`` client of :mod:`genaiops.openai_client`), the gateway
@@ -30,7 +30,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, StatusCode
@@ -48,7 +48,6 @@ __all__ = [
     "configure",
     "current_ids",
     "enabled",
-    "extract",
     "inject",
     "provider",
     "recording",
@@ -147,11 +146,6 @@ def inject(headers: MutableMapping[str, str]) -> None:
     under ``pf`` with promptflow's tracing on): the gateway then joins that trace."""
     if _TRACER is not None or trace.get_current_span().get_span_context().is_valid:
         propagate.inject(headers)
-
-
-def extract(headers: Mapping[str, str]) -> Any:
-    """The context carried by incoming ``headers`` (for a server span's parent)."""
-    return propagate.extract(headers)
 
 
 def current_ids() -> tuple[str, str] | None:
