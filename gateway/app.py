@@ -42,6 +42,8 @@ from gateway.routers import admin, chat, embeddings, feedback, meta
 from gateway.routing import Router
 from gateway.safety import Detector, SafetyEngine
 from gateway.state import StateStore, open_store
+from gateway.tracing import instrument
+from genaiops import tracing
 from genaiops.errors import GenAIOpsError
 
 __all__ = ["app_from_env", "build_gateway", "create_app"]
@@ -225,6 +227,7 @@ def create_app(
 ) -> FastAPI:
     """The gateway app; ``config`` None serves the embedded models."""
     config = config or default_config()
+    tracing.setup_from_env("genaiops-gateway")  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     gw = build_gateway(
         config,
         http_client=http_client,
@@ -280,6 +283,7 @@ def create_app(
     for r in (chat.router, embeddings.router, feedback.router, meta.router, admin.router):
         app.include_router(r)
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
+    instrument(app)  # the server span of each request, when tracing is on
     return app
 
 

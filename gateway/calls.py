@@ -31,6 +31,8 @@ from gateway.errors import APIError, ClientDisconnected, ModelNotFound, Upstream
 from gateway.keys import KeyRecord
 from gateway.ledger import UsageRow
 from gateway.quotas import Reservation
+from gateway.tracing import bind_request
+from genaiops import tracing
 from genaiops.tokens import count_tokens
 
 __all__ = ["Call", "ClientDisconnected", "resolve_alias"]
@@ -68,6 +70,7 @@ class Call:
         self._counted = (0, 0)  # (characters of ``streamed`` counted, their tokens)
         self.capture: CaptureDraft | None = None  # set when this request is captured
         request.state.request_id = self.request_id
+        bind_request(self.request_id)
 
     def headers(self) -> dict[str, str]:
         h = {"x-request-id": self.request_id}
@@ -103,7 +106,8 @@ class Call:
     async def admit(self, tokens: int) -> None:
         self.max_completion = max(0, tokens - self.prompt_estimate)
         try:
-            self.reservation = await self.gw.limiter.admit(self.key, tokens, self.request_id)
+            with tracing.span("gateway.quota", {"genaiops.tokens": tokens}):
+                self.reservation = await self.gw.limiter.admit(self.key, tokens, self.request_id)
         except APIError as e:
             self.request.state.extra_headers = {**e.headers, "x-request-id": self.request_id}
             self.gw.metrics.limited.labels("key", e.error_code or "").inc()

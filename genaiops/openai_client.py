@@ -10,7 +10,9 @@ connection pool per process:
   injected ``httpx.Client`` (the test seam: ``httpx.Client(transport=httpx.MockTransport(...))``)
   or the shared one; the SDK retries 408/409/429/5xx and connection errors with exponential
   backoff and honours ``Retry-After`` / ``retry-after-ms`` (up to 60 s);
-* :func:`to_upstream_error` — the SDK's exceptions as :class:`~genaiops.errors.UpstreamError`.
+* :func:`to_upstream_error` — the SDK's exceptions as :class:`~genaiops.errors.UpstreamError`;
+* every request carries the W3C ``traceparent`` of the current span when tracing is on
+  (:mod:`genaiops.tracing`), so the gateway's spans join the caller's trace.
 
 The gateway's pass-through hot path stays on raw ``httpx.AsyncClient`` (it relays upstream JSON
 and SSE bytes without building SDK objects; ``bench/client_seam.py`` measures the difference,
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 import httpx
 import openai
 
+from genaiops import tracing
 from genaiops.errors import UpstreamError
 
 __all__ = [
@@ -79,13 +82,24 @@ class AzureTarget:
     api_version: str
 
 
+class _OpenAI(openai.OpenAI):
+    """``OpenAI`` whose requests (each retry too) carry the current span's ``traceparent``."""
+
+    def _prepare_request(self, request: httpx.Request) -> None:
+        tracing.inject(request.headers)
+
+
 class _AzureOpenAI(openai.AzureOpenAI):
     """``AzureOpenAI`` that sends the key only as ``api-key``: the 1.109 SDK also sends it as an
-    ``Authorization: Bearer`` header, which Azure does not need and proxies may log."""
+    ``Authorization: Bearer`` header, which Azure does not need and proxies may log; requests
+    carry the current span's ``traceparent`` like :class:`_OpenAI`'s."""
 
     @property
     def auth_headers(self) -> dict[str, str]:
         return {}
+
+    def _prepare_request(self, request: httpx.Request) -> None:
+        tracing.inject(request.headers)
 
 
 def openai_client(
@@ -113,7 +127,7 @@ def openai_client(
             max_retries=max_retries,
             timeout=timeout,
         )
-    return openai.OpenAI(
+    return _OpenAI(
         base_url=(base_url or "https://api.openai.com/v1").rstrip("/"),
         api_key=api_key or "",
         http_client=http,

@@ -6,7 +6,8 @@
     >>> hits[0].doc_id, hits[0].score, hits[0].version_id               # doctest: +SKIP
 
 A :class:`Retriever` loads the version an alias points at once per process and checks the alias
-file on every call (one ``stat``), reloading when the alias moves.
+file on every call (one ``stat``), reloading when the alias moves.  Each call is an
+``indexing.retrieve`` span (:mod:`genaiops.tracing`: index, alias, version, mode, k, hits).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from genaiops import tracing
 from genaiops.errors import ConfigError
 from genaiops.providers.embeddings import Embedder, EmbedderConfig, make_embedder
 from indexing.catalog import Catalog, read_chunks
@@ -130,6 +132,19 @@ class Retriever:
         self, query: str, k: int = 5, mode: Mode = "hybrid", filters: dict[str, Any] | None = None
     ) -> list[RetrievedChunk]:
         """The best ``k`` chunks for ``query``; ``filters`` restrict by metadata first."""
+        attrs = {"genaiops.index": self.catalog.name, "genaiops.index_alias": self.alias}
+        with tracing.span("indexing.retrieve", {**attrs, "genaiops.retrieval.k": k}) as sp:
+            hits = self._retrieve(query, k, mode, filters)
+            if sp.is_recording():
+                sp.set_attribute("genaiops.retrieval.mode", str(mode))
+                sp.set_attribute("genaiops.retrieval.hits", len(hits))
+                if hits:
+                    sp.set_attribute("genaiops.index_version", hits[0].version_id)
+            return hits
+
+    def _retrieve(
+        self, query: str, k: int, mode: Mode, filters: dict[str, Any] | None
+    ) -> list[RetrievedChunk]:
         if mode not in ("dense", "lexical", "hybrid"):
             raise ConfigError(f"mode must be dense, lexical or hybrid, not {mode!r}")
         if k < 1:

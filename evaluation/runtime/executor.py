@@ -6,7 +6,9 @@ node's ``connection:`` key or a python node's ``connection`` input — and ``gen
 resolved from genaiops settings. LLM calls share one client per gateway (one connection pool per
 process, retries honouring ``Retry-After``). Retrieved chunks are the flow's ``context`` output
 when it declares one. Every line yields a :class:`LineResult` — node errors are recorded on it,
-never raised, so a batch keeps going and the gate can count them.
+never raised, so a batch keeps going and the gate can count them.  A line is an
+``evaluation.line`` span with a ``flow.node`` child per node (:mod:`genaiops.tracing`); the line
+records its trace id and the gateway request ids of its LLM calls (the ledger rows' ids).
 
     >>> from evaluation.runtime.flow import load_flow                           # doctest: +SKIP
     >>> ex = FlowExecutor(load_flow("flows/rag"))                        # doctest: +SKIP
@@ -32,9 +34,11 @@ from evaluation.runtime.flow import CONNECTION_INPUT, Flow, Node, VariantSet, pa
 from evaluation.runtime.llm import (
     CONNECTION_NAME,
     GatewayConnection,
+    collecting_request_ids,
     gateway_client,
     parse_chat_prompt,
 )
+from genaiops import tracing
 from genaiops.errors import GenAIOpsError
 
 __all__ = ["FlowExecutor", "LineResult", "coerce_inputs", "retrieved_chunks"]
@@ -59,6 +63,8 @@ class LineResult:
     model: str | None = None
     error: dict[str, str] | None = None
     aggregation_inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    trace_id: str | None = None  # W3C trace id of this line's span (tracing on)
+    request_ids: list[str] = field(default_factory=list)  # gateway x-request-id of each LLM call
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,6 +171,24 @@ class FlowExecutor:
     ) -> LineResult:
         variants = variants or VariantSet(dict(self.flow.default_variants))
         res = LineResult(index, line_id or str(index), variants.label, dict(values))
+        attrs: dict[str, tracing.AttributeValue] = {
+            "genaiops.line.index": index,
+            "genaiops.line.id": res.line_id,
+        }
+        attrs["genaiops.flow.variant"] = variants.label
+        with (
+            tracing.span("evaluation.line", attrs) as sp,
+            collecting_request_ids() as res.request_ids,
+        ):
+            ids = tracing.current_ids()
+            res.trace_id = ids[0] if ids else None
+            self._run_line(res, values, variants)
+            if res.error is not None and sp.is_recording():
+                sp.set_status(tracing.StatusCode.ERROR, res.error["message"][:200])
+                sp.set_attribute("genaiops.line.error_node", res.error["node"])
+        return res
+
+    def _run_line(self, res: LineResult, values: dict[str, Any], variants: VariantSet) -> None:
         t0 = time.perf_counter()
         outputs: dict[str, Any] = {}
         try:
@@ -178,7 +202,8 @@ class FlowExecutor:
                     k: self._resolve(v, inputs, outputs, node) for k, v in node.inputs.items()
                 }
                 n0 = time.perf_counter()
-                out = self._run_node(node, kwargs)
+                with tracing.span("flow.node", {"genaiops.node": node.name}):
+                    out = self._run_node(node, kwargs)
                 res.node_latency_s[node.name] = time.perf_counter() - n0
                 outputs[node.name] = out
                 self._account(res, out)
@@ -197,7 +222,6 @@ class FlowExecutor:
         except (GenAIOpsError, KeyError, AttributeError, TypeError, ValueError) as e:
             res.error = {"node": "", "type": type(e).__name__, "message": str(e)}
         res.latency_s = time.perf_counter() - t0
-        return res
 
     def _resolve(
         self, value: Any, inputs: dict[str, Any], outputs: dict[str, Any], node: Node | None

@@ -6,6 +6,9 @@ one pooled ``httpx.Client`` per process (or an injected one: the test seam), ret
 honouring ``Retry-After``, so a rate-limited gateway slows a run down instead of failing lines.
 Prompts use promptflow's chat format (``# system:`` / ``# user:`` / ``# assistant:``
 headings), so the same Jinja2 templates run under ``pf`` and under the genaiops runner.
+Each call is an ``llm.chat`` client span (:mod:`genaiops.tracing`, ``gen_ai.*`` attributes)
+whose ``traceparent`` the gateway continues; the gateway's ``x-request-id`` is kept on the span,
+on :class:`ChatResult` and, inside :func:`collecting_request_ids`, in a per-line list.
 
     >>> parse_chat_prompt("# system:\\nBe brief.\\n# user:\\nHi")
     [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi'}]
@@ -16,15 +19,19 @@ headings), so the same Jinja2 templates run under ``pf`` and under the genaiops 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
 import openai
 
+from genaiops import tracing
 from genaiops.errors import ConfigError, UpstreamError
 from genaiops.openai_client import DEFAULT_MAX_RETRIES, openai_client, to_upstream_error
 from genaiops.settings import get_settings
@@ -34,6 +41,7 @@ __all__ = [
     "ChatResult",
     "GatewayClient",
     "GatewayConnection",
+    "collecting_request_ids",
     "gateway_client",
     "gateway_target",
     "parse_chat_prompt",
@@ -82,6 +90,7 @@ class ChatResult:
     model: str
     finish_reason: str
     latency_s: float
+    request_id: str | None = None  # the gateway's x-request-id (its ledger row's request_id)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,6 +142,39 @@ class GatewayClient:
         ``documents`` (``{text, id, score}``) and ``retrieval`` (``{index, index_version,
         alias}``) are the gateway's extensions: the grounding is checked for indirect attacks
         and kept with a captured request; ``headers`` e.g. ``x-genaiops-flow-variant``."""
+        attrs: dict[str, tracing.AttributeValue] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model,
+            "gen_ai.request.max_tokens": max_tokens,
+            "server.address": self.base_url,
+        }
+        with tracing.span("llm.chat", attrs, kind=tracing.SpanKind.CLIENT) as sp:
+            res = self._chat(
+                messages, model, max_tokens, temperature, stop, documents, retrieval, headers
+            )
+            if res.request_id:
+                sp.set_attribute(tracing.REQUEST_ID, res.request_id)
+                ids = _REQUEST_IDS.get()
+                if ids is not None:
+                    ids.append(res.request_id)
+            if sp.is_recording():
+                sp.set_attribute("gen_ai.response.model", res.model)
+                sp.set_attribute("gen_ai.response.finish_reasons", [res.finish_reason])
+                sp.set_attribute("gen_ai.usage.input_tokens", res.prompt_tokens)
+                sp.set_attribute("gen_ai.usage.output_tokens", res.completion_tokens)
+            return res
+
+    def _chat(
+        self,
+        messages: list[dict[str, str]],
+        model: str,
+        max_tokens: int,
+        temperature: float,
+        stop: list[str] | None,
+        documents: list[dict[str, Any]] | None,
+        retrieval: dict[str, Any] | None,
+        headers: dict[str, str] | None,
+    ) -> ChatResult:
         t0 = time.perf_counter()
         extra: dict[str, Any] = {}
         if documents:
@@ -162,6 +204,7 @@ class GatewayClient:
                 model=str(r.model or model),
                 finish_reason=str(choice.finish_reason or ""),
                 latency_s=latency,
+                request_id=getattr(r, "_request_id", None),  # the SDK keeps x-request-id here
             )
         except (AttributeError, IndexError, TypeError, ValueError) as e:
             raise UpstreamError(f"gateway reply is not a chat completion: {r!r:.300}") from e
@@ -174,6 +217,21 @@ class GatewayClient:
         """Close an injected HTTP client; the shared pool stays open for other callers."""
         if self._owned is not None:
             self._owned.close()
+
+
+_REQUEST_IDS: ContextVar[list[str] | None] = ContextVar("genaiops_request_ids", default=None)
+
+
+@contextlib.contextmanager
+def collecting_request_ids() -> Iterator[list[str]]:
+    """A list that gets the gateway request id of every :meth:`GatewayClient.chat` made in this
+    context while the block runs (an evaluation line's calls: its join to the ledger)."""
+    ids: list[str] = []
+    token = _REQUEST_IDS.set(ids)
+    try:
+        yield ids
+    finally:
+        _REQUEST_IDS.reset(token)
 
 
 def gateway_target() -> tuple[str, str | None]:

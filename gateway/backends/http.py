@@ -9,7 +9,9 @@ honouring ``Retry-After`` / ``retry-after-ms`` (capped); other 4xx pass through 
 This is the pass-through hot path of the core client seam (:mod:`genaiops.openai_client`): it
 relays upstream JSON and SSE bytes on raw ``httpx`` (``bench/client_seam.py`` measured the
 ``openai`` SDK slower here, see docs/benchmarks.md) and takes the seam's retry policy
-(``RETRY_STATUS``, ``backoff_delay``).
+(``RETRY_STATUS``, ``backoff_delay``).  Each attempt is a ``gateway.upstream`` client span
+(:mod:`genaiops.tracing`) whose W3C ``traceparent`` goes upstream with the request; a streamed
+attempt's span ends when the response headers arrive.
 
     >>> b = HTTPBackend(dep_config, httpx.AsyncClient())                 # doctest: +SKIP
     >>> await b.chat({"model": "gpt-4o", "messages": [...], "max_tokens": 16})   # doctest: +SKIP
@@ -31,6 +33,7 @@ from azure.core.exceptions import AzureError
 from gateway.backends.base import BackendFailure
 from gateway.config import DeploymentConfig
 from gateway.errors import APIError, InvalidRequest
+from genaiops import tracing
 from genaiops.openai_client import RETRY_STATUS, backoff_delay
 
 __all__ = ["HTTPBackend"]
@@ -137,10 +140,7 @@ class HTTPBackend:
         for attempt in range(self.cfg.max_retries + 1):
             resp: httpx.Response | None = None
             try:
-                req = self.client.build_request(
-                    "POST", url, json=payload, headers=headers, timeout=self.timeout
-                )
-                resp = await self.client.send(req, stream=stream)
+                resp = await self._attempt(url, payload, headers, stream, attempt)
             except httpx.TimeoutException as e:
                 last = BackendFailure(
                     f"deployment {self.name}: upstream timed out ({type(e).__name__})",
@@ -166,6 +166,33 @@ class HTTPBackend:
                 await self._delay(attempt, resp)
         assert last is not None
         raise last
+
+    async def _attempt(
+        self, url: str, payload: dict[str, Any], headers: dict[str, str], stream: bool, n: int
+    ) -> httpx.Response:
+        """One POST, in its client span when tracing is on."""
+        if not tracing.enabled():
+            req = self.client.build_request(
+                "POST", url, json=payload, headers=headers, timeout=self.timeout
+            )
+            return await self.client.send(req, stream=stream)
+        attrs: dict[str, tracing.AttributeValue] = {
+            "http.request.method": "POST",
+            "url.full": url,
+            "genaiops.deployment": self.name,
+            "http.request.resend_count": n,
+        }
+        with tracing.span("gateway.upstream", attrs, kind=tracing.SpanKind.CLIENT) as sp:
+            traced = dict(headers)
+            tracing.inject(traced)
+            req = self.client.build_request(
+                "POST", url, json=payload, headers=traced, timeout=self.timeout
+            )
+            resp = await self.client.send(req, stream=stream)
+            sp.set_attribute("http.response.status_code", resp.status_code)
+            if resp.status_code >= 400:
+                sp.set_status(tracing.StatusCode.ERROR)
+            return resp
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         resp = await self._send("chat/completions", {**body, "stream": False}, stream=False)

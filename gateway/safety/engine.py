@@ -14,6 +14,8 @@
   holding back a tail so a pattern split across windows is still caught.
 * Detector failure: fail closed (503 for prompts, ``content_filter`` for completions) unless the
   policy says ``fail_open``, which passes the text with an ``error`` annotation.
+* Traces: each prompt check is a ``gateway.safety.input`` span, each completion (or stream
+  window) check a ``gateway.safety.output`` span, with ``genaiops.safety.blocked``.
 
     >>> engine = SafetyEngine(SafetyConfig())                            # doctest: +SKIP
     >>> msgs, notes = await engine.check_input(messages, [], "default")  # doctest: +SKIP
@@ -39,6 +41,7 @@ from gateway.safety.detectors import (
     Role,
     detector_factories,
 )
+from genaiops import tracing
 
 __all__ = [
     "DetectorFailed",
@@ -171,6 +174,22 @@ class SafetyEngine:
     ) -> InputCheck:
         """:meth:`check_input`, also returning the documents with their PII redacted (they are
         never sent upstream, but a captured request stores them)."""
+        attrs: dict[str, tracing.AttributeValue] = {
+            "genaiops.safety.policy": policy_name or "",
+            "genaiops.documents": len(documents),
+        }
+        with tracing.span("gateway.safety.input", attrs) as sp:
+            try:
+                checked = await self._check_request(messages, documents, policy_name)
+            except ContentFiltered:
+                sp.set_attribute("genaiops.safety.blocked", True)
+                raise
+            sp.set_attribute("genaiops.safety.blocked", False)
+            return checked
+
+    async def _check_request(
+        self, messages: list[dict[str, Any]], documents: list[str], policy_name: str | None
+    ) -> InputCheck:
         policy = self.policy(policy_name)
         out = copy.deepcopy(messages)
         docs = list(documents)
@@ -242,6 +261,14 @@ class SafetyEngine:
         return out, verdict
 
     async def check_output(self, text: str, policy_name: str | None) -> OutputVerdict:
+        with tracing.span(
+            "gateway.safety.output", {"genaiops.safety.policy": policy_name or ""}
+        ) as sp:
+            verdict = await self._check_output(text, policy_name)
+            sp.set_attribute("genaiops.safety.blocked", verdict.blocked)
+            return verdict
+
+    async def _check_output(self, text: str, policy_name: str | None) -> OutputVerdict:
         policy = self.policy(policy_name)
         if not policy.check_output:
             return OutputVerdict(False, text, {})

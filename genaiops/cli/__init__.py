@@ -12,6 +12,7 @@ import sys
 
 import typer
 
+from genaiops import tracing
 from genaiops.errors import GenAIOpsError
 
 __all__ = ["app", "main"]
@@ -54,6 +55,9 @@ def main() -> None:
     logging.basicConfig(level=level)
     for noisy in ("bm25s", "httpx", "sentence_transformers", "transformers"):
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # traces (OTLP) only when OTEL_EXPORTER_OTLP_ENDPOINT is set; service genaiops-<group>
+    group = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1].isalpha() else ""
+    tracing.setup_from_env(f"genaiops-{group}" if group else "genaiops")
     try:
         app()
     except GenAIOpsError as e:

@@ -8,7 +8,6 @@ so they work whether or not a gateway is running.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -37,18 +36,6 @@ ConfigOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-class _JSONLogs(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "ts": round(record.created, 3),
-                "level": record.levelname,
-                "logger": record.name,
-                "msg": record.getMessage(),
-            }
-        )
-
-
 @app.command()
 def serve(
     config: ConfigOpt = None,
@@ -63,15 +50,15 @@ def serve(
     import uvicorn
 
     from gateway import create_app, load_config
+    from gateway.logs import configure, log_config
     from genaiops.errors import ConfigError
 
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be between 0 and 65535, got {port}")
     cfg = load_config(config)
-    handler = logging.StreamHandler()
-    handler.setFormatter(_JSONLogs())
-    logging.getLogger("gateway").addHandler(handler)
-    logging.getLogger("gateway").propagate = False
+    # JSON lines on stderr in this process and, through uvicorn's log_config, in every worker
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    configure(level)
     if json_:
         emit_json({"url": f"http://{host}:{port}/v1", "models": [m.name for m in cfg.models]})
     else:
@@ -88,9 +75,12 @@ def serve(
             port=port,
             workers=workers,
             log_level="warning",
+            log_config=log_config(level),
         )
         return
-    uvicorn.run(create_app(cfg), host=host, port=port, log_level="warning")
+    uvicorn.run(
+        create_app(cfg), host=host, port=port, log_level="warning", log_config=log_config(level)
+    )
 
 
 def _run(config: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:

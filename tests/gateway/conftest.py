@@ -8,6 +8,7 @@ import pytest
 
 from gateway.state import SQLiteStore, StateStore
 from tests.gateway.support import ADMIN_KEY, FakeUpstream, Running, serve, upstream_config
+from tests.gateway.telemetry import spans  # noqa: F401  (traces of a test: InMemorySpanExporter)
 
 
 @pytest.fixture(autouse=True)
