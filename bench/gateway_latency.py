@@ -76,6 +76,8 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> 
         try:
             with urllib.request.urlopen(url, timeout=1):
                 return
+        except urllib.error.HTTPError:
+            return  # it answered (the mock upstream has no GET routes: 404 means up)
         except (urllib.error.URLError, OSError):
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not come up")

@@ -43,6 +43,7 @@ from gateway.routing import Router
 from gateway.safety import Detector, SafetyEngine
 from gateway.state import StateStore, open_store
 from genaiops.errors import GenAIOpsError
+from genaiops.tokens import count_tokens
 
 __all__ = ["app_from_env", "build_gateway", "create_app"]
 
@@ -236,6 +237,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(count_tokens, "warm up")  # load the BPE before the first request
         ticker = asyncio.create_task(_tick_rollouts(gw))
         keeper = asyncio.create_task(gw.leases.run()) if gw.leases is not None else None
         writer = asyncio.create_task(gw.capture.run()) if gw.capture is not None else None

@@ -1,5 +1,11 @@
 """Per-thread SQLite connections in WAL mode (shared by the state store and the ledger).
 
+Short statements run inline on the event loop when they cannot wait: :meth:`ThreadConnections.
+inline` hands out this thread's *no-wait* connection (``busy_timeout=0``) only while no other
+thread of this process is writing, and a database locked by another process fails at once with
+``SQLITE_BUSY`` (:func:`is_busy`) instead of sleeping; the caller then retries in a worker thread
+on the ordinary connection, which waits.  A thread hop costs more than the statement itself.
+
 >>> conns = ThreadConnections("/tmp/x.db", synchronous="NORMAL")    # doctest: +SKIP
 >>> conns.get().execute("SELECT 1")                                 # doctest: +SKIP
 """
@@ -12,7 +18,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["ThreadConnections", "immediate"]
+__all__ = ["ThreadConnections", "immediate", "is_busy"]
+
+
+def is_busy(e: sqlite3.Error) -> bool:
+    """The database was locked (by another process): retry where waiting is allowed."""
+    code = getattr(e, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 @contextmanager
@@ -44,19 +56,35 @@ class ThreadConnections:
         # Other processes still serialise on the database lock as before.
         self.write_lock = threading.Lock()
 
-    def get(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+    def get(self, *, nowait: bool = False) -> sqlite3.Connection:
+        """This thread's connection; ``nowait``: the one that never waits for a lock."""
+        attr = "nowait" if nowait else "conn"
+        conn: sqlite3.Connection | None = getattr(self._local, attr, None)
         if conn is None:
             conn = sqlite3.connect(
-                self.path, timeout=30, isolation_level=None, check_same_thread=False
-            )
+                self.path, timeout=0 if nowait else 30, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
+            conn.execute(f"PRAGMA busy_timeout={0 if nowait else 30000}")
+            setattr(self._local, attr, conn)
             with self._lock:
                 self._conns.append(conn)
         return conn
+
+    @contextmanager
+    def inline(self, write: bool = True) -> Iterator[sqlite3.Connection | None]:
+        """The no-wait connection (holding :attr:`write_lock` when ``write``), or None when
+        another thread of this process holds the lock: then run the work in a thread."""
+        if write and not self.write_lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            yield self.get(nowait=True)
+        finally:
+            if write:
+                self.write_lock.release()
 
     def close(self) -> None:
         with self._lock:
