@@ -12,11 +12,15 @@ on the ordinary connection, which waits.  A thread hop costs more than the state
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 __all__ = ["ThreadConnections", "immediate", "is_busy"]
 
@@ -85,6 +89,24 @@ class ThreadConnections:
         finally:
             if write:
                 self.write_lock.release()
+
+    async def run(self, op: Callable[..., T], *args: Any, write: bool = True) -> T:
+        """``op(conn, *args)`` inline when it cannot wait (:meth:`inline`), else in a worker
+        thread that waits for the lock; ``op`` must roll back what it began if it fails."""
+        with self.inline(write) as c:
+            if c is not None:
+                try:
+                    return op(c, *args)
+                except sqlite3.OperationalError as e:
+                    if not is_busy(e):
+                        raise
+        return await asyncio.to_thread(self._in_thread, op, args, write)
+
+    def _in_thread(self, op: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+        if not write:
+            return op(self.get(), *args)
+        with self.write_lock:
+            return op(self.get(), *args)
 
     def close(self) -> None:
         with self._lock:

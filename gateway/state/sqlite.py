@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.state.base import AdmitResult, Counter, Hold
-from gateway.state.connections import ThreadConnections, is_busy
+from gateway.state.connections import ThreadConnections
 
 T = TypeVar("T")
 
@@ -52,21 +52,7 @@ class SQLiteStore:
         return self._conns.get()
 
     async def _run(self, op: Callable[..., T], *args: Any, write: bool = True) -> T:
-        """``op(conn, *args)``: inline when it cannot wait, else in a worker thread."""
-        with self._conns.inline(write) as c:
-            if c is not None:
-                try:
-                    return op(c, *args)
-                except sqlite3.OperationalError as e:
-                    if not is_busy(e):
-                        raise  # busy: rolled back by ``op``; wait for the lock in a thread
-        return await asyncio.to_thread(self._in_thread, op, args, write)
-
-    def _in_thread(self, op: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
-        if not write:
-            return op(self._conn(), *args)
-        with self._conns.write_lock:
-            return op(self._conn(), *args)
+        return await self._conns.run(op, *args, write=write)
 
     # -- counters ---------------------------------------------------------------------------
     def _admit_op(
@@ -178,15 +164,17 @@ class SQLiteStore:
                 c.execute("ROLLBACK")
             raise
 
-    def _reclaim_sync(self) -> list[str]:
-        now = time.time()
-        c = self._conn()
+    @staticmethod
+    def _any_expired_op(c: sqlite3.Connection) -> bool:
         expired = (
             "SELECT 1 FROM holds h WHERE state='active' AND NOT EXISTS (SELECT 1 FROM owners o "
             "WHERE o.owner=h.owner AND o.expires > ?) LIMIT 1"
         )
-        if c.execute(expired, (now,)).fetchone() is None:
-            return []  # the usual case: no write transaction every round
+        return c.execute(expired, (time.time(),)).fetchone() is not None
+
+    def _reclaim_sync(self) -> list[str]:
+        now = time.time()
+        c = self._conn()
         with self._conns.write_lock:
             c.execute("BEGIN IMMEDIATE")
             try:
@@ -249,6 +237,8 @@ class SQLiteStore:
         await self._run(self._progress_op, owner, lease_s, charges)
 
     async def reclaim(self) -> list[str]:
+        if not await self._run(self._any_expired_op, write=False):
+            return []  # the usual case: no write transaction (and no thread) every round
         return await asyncio.to_thread(self._reclaim_sync)
 
     async def owners_alive(self, owners: list[str]) -> set[str]:
@@ -306,7 +296,7 @@ class SQLiteStore:
         return await self._run(self._kv_cas_op, key, value, version)
 
     async def kv_list(self, prefix: str) -> list[tuple[str, dict[str, Any]]]:
-        return await asyncio.to_thread(self._in_thread, self._kv_list_op, (prefix,), False)
+        return await self._run(self._kv_list_op, prefix, write=False)
 
     async def kv_delete(self, key: str) -> None:
         await self._run(self._kv_delete_op, key)
