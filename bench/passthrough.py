@@ -3,8 +3,8 @@
 One route relays the request body to the upstream with one pooled ``httpx.AsyncClient`` (the
 gateway's pool limits) and returns the upstream's bytes unchanged: no keys, quotas, safety,
 ledger, parsing or re-encoding.  Served by uvicorn exactly as ``genaiops gateway serve`` serves
-the gateway (one process, ``log_level=warning``), so the difference between the two is the
-gateway's own work.  ``bench/gateway_latency.py`` starts it beside the gateway.
+the gateway (one process, ``log_level=warning``, no access log), so the difference between the
+two is the gateway's own work.  ``bench/gateway_latency.py`` starts it beside the gateway.
 
     python bench/passthrough.py --upstream http://127.0.0.1:9001/v1 --port 9002
 """
@@ -54,7 +54,9 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=9002)
     a = ap.parse_args()
-    uvicorn.run(create_app(a.upstream), host=a.host, port=a.port, log_level="warning")
+    uvicorn.run(
+        create_app(a.upstream), host=a.host, port=a.port, log_level="warning", access_log=False
+    )
 
 
 if __name__ == "__main__":

@@ -88,9 +88,10 @@ def serve(
             port=port,
             workers=workers,
             log_level="warning",
+            access_log=False,  # below warning: it would format every line only to drop it
         )
         return
-    uvicorn.run(create_app(cfg), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(cfg), host=host, port=port, log_level="warning", access_log=False)
 
 
 def _run(config: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
