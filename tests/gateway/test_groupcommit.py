@@ -22,6 +22,7 @@ from gateway.counting import INLINE_BODY_BYTES, admission_tokens
 from gateway.groupcommit import GroupCommit
 from gateway.ledger import Ledger, UsageRow
 from gateway.state import Counter, Hold
+from gateway.state.connections import CHECKPOINT_EVERY
 from gateway.state.sqlite import SQLiteStore
 
 
@@ -189,3 +190,19 @@ def test_small_bodies_are_counted_inline_large_ones_in_a_thread(size: int, threa
 
     assert run_counting(go) == (2 if threaded else 1)
     assert bounds[0] == bounds[1] > 0
+
+
+def test_inline_commits_checkpoint_in_a_thread_and_the_wal_stays_bounded(tmp_path: Path):
+    """The no-wait connection never checkpoints inside a commit (an fsync on the loop); the
+    checkpoints it skips run in a worker thread, so the WAL is still started over."""
+    ledger = Ledger(tmp_path / "ledger.db")
+    n = 3 * CHECKPOINT_EVERY * 5  # unbounded, the WAL would reach ~12 KB x n (~37 MB)
+
+    async def go() -> None:
+        for i in range(n):
+            await ledger.write(UsageRow(f"req_{i}", key_id="k", safety={"prompt": {}}))
+
+    assert run_counting(go) >= n // CHECKPOINT_EVERY - 1  # the checkpoints, not the writes
+    assert (tmp_path / "ledger.db-wal").stat().st_size < 20e6
+    assert len(ledger.rows(limit=n + 1)) == n
+    ledger.close()
