@@ -45,6 +45,7 @@ from gateway.state import StateStore, open_store
 from gateway.tracing import instrument
 from genaiops import tracing
 from genaiops.errors import GenAIOpsError
+from genaiops.tokens import count_tokens
 
 __all__ = ["app_from_env", "build_gateway", "create_app"]
 
@@ -239,6 +240,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(count_tokens, "warm up")  # load the BPE before the first request
         ticker = asyncio.create_task(_tick_rollouts(gw))
         keeper = asyncio.create_task(gw.leases.run()) if gw.leases is not None else None
         writer = asyncio.create_task(gw.capture.run()) if gw.capture is not None else None

@@ -13,7 +13,6 @@ so a ``kill -9`` leaves its delivered tokens charged and recorded, and the rest 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 import uuid
@@ -161,9 +160,9 @@ class Call:
                 )
             if deployment and outcome in ("ok", "error", "filtered"):
                 await self.gw.rollouts.observe(self.alias, deployment, status, row.latency_ms or 0)
-            # the store runs the ledger write right after settling (one worker hop on SQLite)
-            write = functools.partial(self.gw.ledger.write_sync, row)
-            await self.gw.store.settle(deltas, hold=hold, then=write)
+            if deltas or hold is not None:
+                await self.gw.store.settle(deltas, hold=hold)
+            await self.gw.ledger.write(row)  # committed (group commit) before the reply
         log.info(
             "request %s key=%s alias=%s deployment=%s status=%s outcome=%s tokens=%d+%d "
             "latency_ms=%.1f",

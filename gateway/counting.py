@@ -51,6 +51,7 @@ from genaiops.tokens import count_tokens
 
 __all__ = [
     "IMAGE_MAX_TOKENS",
+    "INLINE_BODY_BYTES",
     "admission_tokens",
     "admission_tokens_sync",
     "image_tokens",
@@ -66,6 +67,9 @@ PER_DOCUMENT = 4
 PRIMING = {"tiktoken": 3, "bytes": 32}
 IMAGE_BASE, IMAGE_TILE = 85, 170
 IMAGE_MAX_TOKENS = IMAGE_BASE + IMAGE_TILE * 8  # 768 x 2048 after scaling: 2 x 4 tiles
+# Request bodies up to this size are counted on the event loop (well under a millisecond; a
+# thread hop costs about as much as counting them); larger ones in a worker thread.
+INLINE_BODY_BYTES = 8192
 
 # Top-level fields that carry no prompt text (or are counted on their own below).
 _FREE = {
@@ -229,9 +233,14 @@ async def admission_tokens(
     alias: AliasConfig,
     body: dict[str, Any],
     documents: list[str] | None = None,
+    *,
+    body_bytes: int | None = None,
 ) -> int:
-    """:func:`admission_tokens_sync` in a worker thread (a 2 MB prompt takes a while to count,
-    and the event loop serves everyone else meanwhile)."""
+    """:func:`admission_tokens_sync`: inline for a request body of at most
+    :data:`INLINE_BODY_BYTES` (``body_bytes``, its Content-Length), else in a worker thread (a
+    2 MB prompt takes a while to count, and the event loop serves everyone else meanwhile)."""
+    if body_bytes is not None and body_bytes <= INLINE_BODY_BYTES:
+        return admission_tokens_sync(config, alias, body, documents)
     return await asyncio.to_thread(admission_tokens_sync, config, alias, body, documents)
 
 

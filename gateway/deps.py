@@ -53,7 +53,9 @@ class Gateway:
         return os.environ.get(self.config.admin_key_env) or None
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
+    """Async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, one
+    thread hop per request for an attribute read."""
     gw: Gateway = request.app.state.gateway
     return gw
 

@@ -9,21 +9,26 @@ wrote them (``owner``); a ``streaming`` row whose owner's lease has run out beco
 ``synchronous=NORMAL`` survives a process crash (the default); ``full`` also survives power loss.
 Several processes may share the file.  Keys appear only as id and prefix.
 
+Writes go through a :class:`~gateway.groupcommit.GroupCommit`: ``await ledger.write(row)``
+returns once the row is committed, and the rows of requests finishing together share one
+transaction (inline on the event loop with ``synchronous=NORMAL``, where a commit does not
+``fsync``; in a worker thread with ``full``, or when the file is locked by another writer).
+
     >>> ledger = Ledger("/tmp/ledger.db")                               # doctest: +SKIP
     >>> ledger.summary(by="model")                                      # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from gateway.state.connections import ThreadConnections
+from gateway.groupcommit import GroupCommit
+from gateway.state.connections import ThreadConnections, immediate, is_busy
 
 __all__ = ["Ledger", "UsageRow"]
 
@@ -75,12 +80,29 @@ class UsageRow:
     owner: str | None = None  # the gateway process that wrote the row
 
 
+_FIELDS = [f.name for f in fields(UsageRow)]
+_INSERT = (
+    f"INSERT OR REPLACE INTO usage({','.join(_FIELDS)},total_tokens) "
+    f"VALUES({','.join('?' * (len(_FIELDS) + 1))})"
+)
+
+
+def _values(row: UsageRow) -> tuple[Any, ...]:
+    """The row as ``_INSERT`` parameters (no ``asdict``: it deep-copies every value)."""
+    v = [getattr(row, n) for n in _FIELDS]
+    v[_FIELDS.index("stream")] = int(row.stream)
+    v[_FIELDS.index("safety")] = json.dumps(row.safety) if row.safety else None
+    return (*v, row.prompt_tokens + row.completion_tokens)
+
+
 class Ledger:
     """Append/update usage rows; summarise them for the CLI and the rollout judge."""
 
     def __init__(self, path: str | Path, sync: str = "normal"):
         self.path = Path(path)
-        self._conns = ThreadConnections(self.path, "FULL" if sync == "full" else "NORMAL")
+        self.sync = "full" if sync == "full" else "normal"
+        self._conns = ThreadConnections(self.path, self.sync.upper())
+        self._writer = GroupCommit(self.write_many_sync, self._write_many_inline)
         c = self._conn()
         c.executescript(_SCHEMA)
         if "owner" not in {r[1] for r in c.execute("PRAGMA table_info(usage)")}:
@@ -95,20 +117,32 @@ class Ledger:
         return self._conns.get()
 
     def write_sync(self, row: UsageRow) -> None:
-        d = asdict(row)
-        d["total_tokens"] = row.prompt_tokens + row.completion_tokens
-        d["stream"] = int(row.stream)
-        d["safety"] = json.dumps(row.safety) if row.safety else None
-        cols = list(d)
-        with self._conns.write_lock:
-            self._conn().execute(
-                f"INSERT OR REPLACE INTO usage({','.join(cols)}) "
-                f"VALUES({','.join('?' * len(cols))})",
-                [d[c] for c in cols],
-            )
+        self.write_many_sync([row])
+
+    def write_many_sync(self, rows: list[UsageRow]) -> None:
+        """One transaction for ``rows`` (blocking: waits for the lock, may ``fsync``)."""
+        with self._conns.write_lock, immediate(self._conn()) as c:
+            c.executemany(_INSERT, [_values(r) for r in rows])
+
+    def _write_many_inline(self, rows: list[UsageRow]) -> bool:
+        """``write_many_sync`` if it cannot wait or ``fsync``; False: do it in a thread."""
+        if self.sync == "full":
+            return False
+        with self._conns.inline() as c:
+            if c is None:
+                return False
+            try:
+                with immediate(c):
+                    c.executemany(_INSERT, [_values(r) for r in rows])
+            except sqlite3.OperationalError as e:
+                if is_busy(e):
+                    return False
+                raise
+        return True
 
     async def write(self, row: UsageRow) -> None:
-        await asyncio.to_thread(self.write_sync, row)
+        """Record ``row``; returns once it is committed (group commit, see the module doc)."""
+        await self._writer.submit(row)
 
     def progress_sync(self, updates: list[tuple[str, int, int]]) -> None:
         """Tokens so far ``(request_id, prompt, completion)`` of rows still ``streaming``."""
@@ -224,4 +258,5 @@ class Ledger:
         }
 
     def close(self) -> None:
+        self._writer.drain_sync()
         self._conns.close()

@@ -39,6 +39,12 @@ __all__ = ["router"]
 router = APIRouter(tags=["chat"])
 
 
+def _body_bytes(request: Request) -> int | None:
+    """The request body's Content-Length (None when it was sent chunked)."""
+    value = request.headers.get("content-length")
+    return int(value) if value is not None and value.isdigit() else None
+
+
 def _sse(obj: Any) -> bytes:
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
@@ -70,7 +76,8 @@ async def chat_completions(
     # an upper bound of the billed prompt; 400 before any work when it cannot fit or be bounded
     sent = payload["messages"]
     docs = body.document_texts()
-    call.prompt_estimate = await admission_tokens(gw.config, alias, payload, docs)
+    size = _body_bytes(request)
+    call.prompt_estimate = await admission_tokens(gw.config, alias, payload, docs, body_bytes=size)
     redacted = False
     if safety_on:
         assert gw.safety is not None
@@ -89,7 +96,9 @@ async def chat_completions(
             await call.finish(None, 0, 0, status=e.status, outcome="error", error=e)
             raise
     if payload["messages"] != sent:  # redacted by the input filter: count what is sent
-        call.prompt_estimate = await admission_tokens(gw.config, alias, payload, docs)
+        call.prompt_estimate = await admission_tokens(
+            gw.config, alias, payload, docs, body_bytes=size
+        )
     if gw.capture is not None:  # after redaction: what a captured record stores
         call.capture = gw.capture.begin(
             call.request_id, key, alias.name, body, meta, payload["messages"], docs, redacted

@@ -1,8 +1,10 @@
 """SQLite (WAL) state store: one host, any number of gateway processes sharing the file.
 
 Every admission is one ``BEGIN IMMEDIATE`` transaction, so concurrent admissions from threads or
-processes serialise on the database write lock and can never overshoot a limit.  Calls run in a
-worker thread (``asyncio.to_thread``); each thread keeps its own connection.
+processes serialise on the database write lock and can never overshoot a limit.  Calls run inline
+on the event loop (a statement takes tens of microseconds; a thread hop costs more) unless they
+would have to wait — another thread of this process writing, or the database locked by another
+process — and then in a worker thread that waits (:meth:`ThreadConnections.inline`).
 
     >>> store = SQLiteStore("/tmp/state.db")                         # doctest: +SKIP
 """
@@ -15,10 +17,12 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.state.base import AdmitResult, Counter, Hold
 from gateway.state.connections import ThreadConnections
+
+T = TypeVar("T")
 
 __all__ = ["SQLiteStore"]
 
@@ -47,10 +51,14 @@ class SQLiteStore:
     def _conn(self) -> sqlite3.Connection:
         return self._conns.get()
 
+    async def _run(self, op: Callable[..., T], *args: Any, write: bool = True) -> T:
+        return await self._conns.run(op, *args, write=write)
+
     # -- counters ---------------------------------------------------------------------------
-    def _admit_sync_locked(self, counters: list[Counter], hold: Hold | None) -> AdmitResult:
+    def _admit_op(
+        self, c: sqlite3.Connection, counters: list[Counter], hold: Hold | None
+    ) -> AdmitResult:
         now = time.time()
-        c = self._conn()
         c.execute("BEGIN IMMEDIATE")
         try:
             used: list[int] = []
@@ -109,13 +117,10 @@ class SQLiteStore:
             (bucket, delta, now + ttl, delta),
         )
 
-    def admit_sync(self, counters: list[Counter], hold: Hold | None = None) -> AdmitResult:
-        with self._conns.write_lock:
-            return self._admit_sync_locked(counters, hold)
-
-    def _settle_sync_locked(self, deltas: list[tuple[str, int, float]], hold: str | None) -> None:
+    def _settle_op(
+        self, c: sqlite3.Connection, deltas: list[tuple[str, int, float]], hold: str | None
+    ) -> None:
         now = time.time()
-        c = self._conn()
         c.execute("BEGIN IMMEDIATE")
         try:
             if hold is not None:
@@ -134,43 +139,42 @@ class SQLiteStore:
                 c.execute("ROLLBACK")
             raise
 
-    def settle_sync(
-        self,
-        deltas: list[tuple[str, int, float]],
-        hold: str | None = None,
-        then: Callable[[], None] | None = None,
+    def _settle_then(
+        self, deltas: list[tuple[str, int, float]], hold: str | None, then: Callable[[], None]
     ) -> None:
         if deltas or hold is not None:
             with self._conns.write_lock:
-                self._settle_sync_locked(deltas, hold)
-        if then is not None:
-            then()
+                self._settle_op(self._conn(), deltas, hold)
+        then()
 
-    def _progress_sync(self, owner: str, lease_s: float, charges: dict[str, int]) -> None:
-        c = self._conn()
-        with self._conns.write_lock:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                self._renew(c, owner, time.time() + lease_s)
-                c.executemany(
-                    "UPDATE holds SET charge=? WHERE id=? AND state='active'",
-                    [(v, k) for k, v in charges.items()],
-                )
-                c.execute("COMMIT")
-            except BaseException:
-                if c.in_transaction:
-                    c.execute("ROLLBACK")
-                raise
+    @staticmethod
+    def _progress_op(
+        c: sqlite3.Connection, owner: str, lease_s: float, charges: dict[str, int]
+    ) -> None:
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            SQLiteStore._renew(c, owner, time.time() + lease_s)
+            c.executemany(
+                "UPDATE holds SET charge=? WHERE id=? AND state='active'",
+                [(v, k) for k, v in charges.items()],
+            )
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
 
-    def _reclaim_sync(self) -> list[str]:
-        now = time.time()
-        c = self._conn()
+    @staticmethod
+    def _any_expired_op(c: sqlite3.Connection) -> bool:
         expired = (
             "SELECT 1 FROM holds h WHERE state='active' AND NOT EXISTS (SELECT 1 FROM owners o "
             "WHERE o.owner=h.owner AND o.expires > ?) LIMIT 1"
         )
-        if c.execute(expired, (now,)).fetchone() is None:
-            return []  # the usual case: no write transaction every round
+        return c.execute(expired, (time.time(),)).fetchone() is not None
+
+    def _reclaim_sync(self) -> list[str]:
+        now = time.time()
+        c = self._conn()
         with self._conns.write_lock:
             c.execute("BEGIN IMMEDIATE")
             try:
@@ -194,29 +198,28 @@ class SQLiteStore:
                 raise
         return [r[0] for r in rows]
 
-    def _owners_alive_sync(self, owners: list[str]) -> set[str]:
+    @staticmethod
+    def _owners_alive_op(c: sqlite3.Connection, owners: list[str]) -> set[str]:
         now = time.time()
-        c = self._conn()
         return {
             o
             for o in owners
             if c.execute("SELECT 1 FROM owners WHERE owner=? AND expires > ?", (o, now)).fetchone()
         }
 
-    def peek_sync(self, buckets: list[str]) -> list[int]:
+    @staticmethod
+    def _peek_op(c: sqlite3.Connection, buckets: list[str]) -> list[int]:
         now = time.time()
         out = []
         for b in buckets:
-            row = (
-                self._conn()
-                .execute("SELECT used FROM counters WHERE bucket=? AND expires > ?", (b, now))
-                .fetchone()
-            )
+            row = c.execute(
+                "SELECT used FROM counters WHERE bucket=? AND expires > ?", (b, now)
+            ).fetchone()
             out.append(row[0] if row else 0)
         return out
 
     async def admit(self, counters: list[Counter], hold: Hold | None = None) -> AdmitResult:
-        return await asyncio.to_thread(self.admit_sync, counters, hold)
+        return await self._run(self._admit_op, counters, hold)
 
     async def settle(
         self,
@@ -225,43 +228,42 @@ class SQLiteStore:
         hold: str | None = None,
         then: Callable[[], None] | None = None,
     ) -> None:
-        await asyncio.to_thread(self.settle_sync, deltas, hold, then)
+        if then is not None:  # blocking work to follow: one thread hop for both
+            await asyncio.to_thread(self._settle_then, deltas, hold, then)
+        elif deltas or hold is not None:
+            await self._run(self._settle_op, deltas, hold)
 
     async def progress(self, owner: str, lease_s: float, charges: dict[str, int]) -> None:
-        await asyncio.to_thread(self._progress_sync, owner, lease_s, charges)
+        await self._run(self._progress_op, owner, lease_s, charges)
 
     async def reclaim(self) -> list[str]:
+        if not await self._run(self._any_expired_op, write=False):
+            return []  # the usual case: no write transaction (and no thread) every round
         return await asyncio.to_thread(self._reclaim_sync)
 
     async def owners_alive(self, owners: list[str]) -> set[str]:
-        return await asyncio.to_thread(self._owners_alive_sync, owners)
+        return await self._run(self._owners_alive_op, owners, write=False)
 
     async def peek(self, buckets: list[str]) -> list[int]:
-        return await asyncio.to_thread(self.peek_sync, buckets)
+        return await self._run(self._peek_op, buckets, write=False)
 
     # -- key-value --------------------------------------------------------------------------
-    def kv_get_sync(self, key: str) -> tuple[dict[str, Any] | None, int]:
-        row = self._conn().execute("SELECT v, version FROM kv WHERE k=?", (key,)).fetchone()
+    @staticmethod
+    def _kv_get_op(c: sqlite3.Connection, key: str) -> tuple[dict[str, Any] | None, int]:
+        row = c.execute("SELECT v, version FROM kv WHERE k=?", (key,)).fetchone()
         return (json.loads(row[0]), row[1]) if row else (None, 0)
 
-    def _kv_put_sync_locked(self, key: str, value: dict[str, Any]) -> int:
-        row = (
-            self._conn()
-            .execute(
-                "INSERT INTO kv(k, v, version) VALUES(?,?,1) ON CONFLICT(k) DO UPDATE SET "
-                "v=excluded.v, version=version+1 RETURNING version",
-                (key, json.dumps(value)),
-            )
-            .fetchone()
-        )
+    @staticmethod
+    def _kv_put_op(c: sqlite3.Connection, key: str, value: dict[str, Any]) -> int:
+        row = c.execute(
+            "INSERT INTO kv(k, v, version) VALUES(?,?,1) ON CONFLICT(k) DO UPDATE SET "
+            "v=excluded.v, version=version+1 RETURNING version",
+            (key, json.dumps(value)),
+        ).fetchone()
         return int(row[0])
 
-    def kv_put_sync(self, key: str, value: dict[str, Any]) -> int:
-        with self._conns.write_lock:
-            return self._kv_put_sync_locked(key, value)
-
-    def _kv_cas_sync_locked(self, key: str, value: dict[str, Any], version: int) -> bool:
-        c = self._conn()
+    @staticmethod
+    def _kv_cas_op(c: sqlite3.Connection, key: str, value: dict[str, Any], version: int) -> bool:
         if version == 0:
             cur = c.execute(
                 "INSERT OR IGNORE INTO kv(k, v, version) VALUES(?,?,1)", (key, json.dumps(value))
@@ -273,41 +275,31 @@ class SQLiteStore:
             )
         return cur.rowcount == 1
 
-    def kv_cas_sync(self, key: str, value: dict[str, Any], version: int) -> bool:
-        with self._conns.write_lock:
-            return self._kv_cas_sync_locked(key, value, version)
-
-    def kv_list_sync(self, prefix: str) -> list[tuple[str, dict[str, Any]]]:
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT k, v FROM kv WHERE substr(k, 1, ?) = ? ORDER BY k", (len(prefix), prefix)
-            )
-            .fetchall()
-        )
+    @staticmethod
+    def _kv_list_op(c: sqlite3.Connection, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+        rows = c.execute(
+            "SELECT k, v FROM kv WHERE substr(k, 1, ?) = ? ORDER BY k", (len(prefix), prefix)
+        ).fetchall()
         return [(k, json.loads(v)) for k, v in rows]
 
-    def _kv_delete_sync_locked(self, key: str) -> None:
-        self._conn().execute("DELETE FROM kv WHERE k=?", (key,))
-
-    def kv_delete_sync(self, key: str) -> None:
-        with self._conns.write_lock:
-            return self._kv_delete_sync_locked(key)
+    @staticmethod
+    def _kv_delete_op(c: sqlite3.Connection, key: str) -> None:
+        c.execute("DELETE FROM kv WHERE k=?", (key,))
 
     async def kv_get(self, key: str) -> tuple[dict[str, Any] | None, int]:
-        return await asyncio.to_thread(self.kv_get_sync, key)
+        return await self._run(self._kv_get_op, key, write=False)
 
     async def kv_put(self, key: str, value: dict[str, Any]) -> int:
-        return await asyncio.to_thread(self.kv_put_sync, key, value)
+        return await self._run(self._kv_put_op, key, value)
 
     async def kv_cas(self, key: str, value: dict[str, Any], version: int) -> bool:
-        return await asyncio.to_thread(self.kv_cas_sync, key, value, version)
+        return await self._run(self._kv_cas_op, key, value, version)
 
     async def kv_list(self, prefix: str) -> list[tuple[str, dict[str, Any]]]:
-        return await asyncio.to_thread(self.kv_list_sync, prefix)
+        return await self._run(self._kv_list_op, prefix, write=False)
 
     async def kv_delete(self, key: str) -> None:
-        await asyncio.to_thread(self.kv_delete_sync, key)
+        await self._run(self._kv_delete_op, key)
 
     async def close(self) -> None:
         self._conns.close()

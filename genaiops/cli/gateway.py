@@ -76,10 +76,16 @@ def serve(
             workers=workers,
             log_level="warning",
             log_config=log_config(level),
+            access_log=False,  # below warning: it would format every line only to drop it
         )
         return
     uvicorn.run(
-        create_app(cfg), host=host, port=port, log_level="warning", log_config=log_config(level)
+        create_app(cfg),
+        host=host,
+        port=port,
+        log_level="warning",
+        log_config=log_config(level),
+        access_log=False,
     )
 
 
