@@ -48,6 +48,9 @@ class RaySettings(BaseSettings):
     )
     actor_cpus: float = Field(default=1.0, gt=0, description="CPUs per embedding actor.")
     actor_gpus: float = Field(default=0.0, ge=0, description="GPUs per embedding actor.")
+    line_cpus: float = Field(
+        default=0.5, gt=0, description="CPUs per evaluation line task (mostly waiting on HTTP)."
+    )
 
 
 def ray_module() -> ModuleType:

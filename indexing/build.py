@@ -76,6 +76,7 @@ class BuildResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     over_window: int = 0  # chunks longer than the embedder's input window (tails not embedded)
+    engine: str = "local"  # who ran parse/chunk/embed (the content does not depend on it)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain fields, for ``--json``."""
@@ -389,7 +390,8 @@ def build_index(
     id, chunks and vectors do not depend on it.
     """
     t0 = time.perf_counter()
-    stages = get_engine(engine or spec.engine)
+    engine = engine or spec.engine
+    stages = get_engine(engine)
     home = home or get_settings().home
     catalog = Catalog(spec.name, home=home)
     catalog.clean_leftovers()
@@ -406,6 +408,7 @@ def build_index(
         m = catalog.manifest(version_id)
         result = _result(m, embedded=0, reused_version=True, promote=promote, t0=t0)
         result.timings = timings
+        result.engine = engine
         return result
 
     t = time.perf_counter()
@@ -429,4 +432,6 @@ def build_index(
         catalog.publish(staging, version_id)
     if promote:
         catalog.promote(version_id, promote)
-    return _result(manifest, embedded=embedded, reused_version=False, promote=promote, t0=t0)
+    result = _result(manifest, embedded=embedded, reused_version=False, promote=promote, t0=t0)
+    result.engine = engine
+    return result
