@@ -15,7 +15,7 @@ import hashlib
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -45,11 +45,13 @@ __all__ = [
     "Engine",
     "LocalEngine",
     "Parsed",
+    "PartRunner",
     "Progress",
     "build_index",
     "collect",
     "compute_version_id",
     "embed_plan",
+    "embed_through_cache",
     "get_engine",
     "parse_source_file",
     "vector_matrix",
@@ -169,28 +171,41 @@ def vector_matrix(chunks: list[Chunk], found: dict[str, np.ndarray], dim: int) -
     return mat
 
 
-def _embed_missing(
+PartRunner = Callable[[list[EmbedPart]], Iterator[tuple[list[str], np.ndarray]]]
+"""Embeds parts somewhere and yields (hashes, vectors) as each block of them finishes."""
+
+
+def embed_through_cache(
     chunks: list[Chunk],
     embedder: Embedder,
     cache: EmbeddingCache,
     progress: Progress | None,
     batch: int,
+    run_parts: PartRunner,
 ) -> tuple[np.ndarray, int]:
-    """Vectors for all chunks; embeds only hashes the cache lacks, longest texts first."""
+    """Vectors for all chunks; only hashes the cache lacks are embedded (by ``run_parts``), and
+    each finished block is cached at once, so a killed build keeps it."""
     model = embedder.model_id
     found, parts = embed_plan(chunks, cache, model, batch)
     total, done = sum(len(p) for p in parts), 0
-    for part in parts:
-        vecs = embedder.embed([t for _, t in part])
-        new = dict(zip((h for h, _ in part), vecs, strict=True))
-        cache.put_many(model, new)  # each finished part survives a crash
+    for hashes, vecs in run_parts(parts):
+        new = dict(zip(hashes, vecs, strict=True))
+        cache.put_many(model, new)
         found.update(new)
-        done += len(part)
+        done += len(new)
         if progress:
             progress("embed", done, total)
     if progress and not parts:
         progress("embed", 0, 0)
     return vector_matrix(chunks, found, embedder.dim), total
+
+
+def _embed_here(embedder: Embedder) -> PartRunner:
+    def run(parts: list[EmbedPart]) -> Iterator[tuple[list[str], np.ndarray]]:
+        for part in parts:
+            yield [h for h, _ in part], embedder.embed([t for _, t in part])
+
+    return run
 
 
 @dataclass
@@ -246,7 +261,8 @@ def _embed_all(
     """Vectors for ``chunks`` through the shared embedding cache (closed again afterwards)."""
     cache = EmbeddingCache(home / "cache" / "embeddings.sqlite")
     try:
-        return _embed_missing(chunks, embedder, cache, progress, spec.embedder.batch_size)
+        batch = spec.embedder.batch_size
+        return embed_through_cache(chunks, embedder, cache, progress, batch, _embed_here(embedder))
     finally:
         cache.close()
 

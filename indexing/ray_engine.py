@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,8 @@ from indexing.build import (
     Parsed,
     Progress,
     collect,
-    embed_plan,
+    embed_through_cache,
     parse_source_file,
-    vector_matrix,
 )
 from indexing.chunking import Chunk, Chunker
 from indexing.embedcache import EmbeddingCache
@@ -63,6 +62,11 @@ def _chunk_row(row: dict[str, Any], spec: IndexSpec) -> dict[str, Any]:
     item = pickle.loads(row["item"])
     chunks = Chunker(spec.chunker).split(item) if isinstance(item, Document) else []
     return row | {"chunks": pickle.dumps(chunks)}
+
+
+def _already(chunks: list[Chunk]) -> Callable[[Document], list[Chunk]]:
+    """The splitter :func:`collect` calls, for a document a worker has chunked already."""
+    return lambda _doc: chunks
 
 
 class _EmbedActor:
@@ -119,7 +123,7 @@ class RayEngine:
                 progress("parse", len(seen_files), len(files))
         for key in sorted(results):  # source order: the first of two equal ids wins, as locally
             item, chunks = results[key]
-            collect(out, item, lambda _doc, c=chunks: c)  # type: ignore[misc]
+            collect(out, item, _already(chunks))
         if progress:
             progress("parse", len(files), len(files))
         return out
@@ -132,21 +136,14 @@ class RayEngine:
         home: Path,
         progress: Progress | None,
     ) -> tuple[np.ndarray, int]:
-        model = embedder.model_id
         cache = EmbeddingCache(home / "cache" / "embeddings.sqlite")
-        try:
-            found, parts = embed_plan(chunks, cache, model, spec.embedder.batch_size)
-            total, done = sum(len(p) for p in parts), 0
-            if progress:
-                progress("embed", 0, total)
-            for hashes, vecs in self._embed_parts(spec, embedder, parts):
-                new = dict(zip(hashes, vecs, strict=True))
-                cache.put_many(model, new)  # the driver alone writes: each part survives a crash
-                found.update(new)
-                done += len(new)
-                if progress:
-                    progress("embed", done, total)
-            return vector_matrix(chunks, found, embedder.dim), total
+        try:  # the driver alone writes the cache, block by block as the actors finish
+            batch = spec.embedder.batch_size
+
+            def run(parts: list[EmbedPart]) -> Iterator[tuple[list[str], np.ndarray]]:
+                return self._embed_parts(spec, embedder, parts)
+
+            return embed_through_cache(chunks, embedder, cache, progress, batch, run)
         finally:
             cache.close()
 

@@ -22,7 +22,7 @@ from genaiops.cli import app
 from genaiops.errors import ConfigError
 from indexing import Catalog, IndexSpec, build_index, load_index_spec
 from indexing.embedcache import EmbeddingCache
-from tests.conftest import SHARED
+from tests.conftest import REPO, SAMPLE_SPEC, SHARED
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 
@@ -81,7 +81,7 @@ def test_ray_build_reuses_the_cache_across_versions(
 
 
 def test_engine_from_the_spec_and_the_cli(corpus: Path, tmp_path: Path) -> None:
-    raw = yaml.safe_load(Path("indexing/specs/sample.yaml").read_text())
+    raw = yaml.safe_load(SAMPLE_SPEC.read_text())
     raw["engine"] = "ray"
     raw["sources"][0]["path"] = str(corpus / "guides")
     spec_file = tmp_path / "ray.yaml"
@@ -108,7 +108,7 @@ def test_ray_build_matches_local_on_a_python_docs_slice(tmp_path: Path) -> None:
     lines = src.read_text(encoding="utf-8").splitlines()[:40]
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    raw = yaml.safe_load(Path("indexing/specs/python-docs.yaml").read_text())
+    raw = yaml.safe_load((REPO / "indexing/specs/python-docs.yaml").read_text())
     raw["sources"][0]["path"] = str(tmp_path / "docs" / "corpus.jsonl")
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(raw))
