@@ -60,15 +60,15 @@ class PeakSampler(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.peak = 0.0
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._done.is_set():
             self.peak = max(self.peak, _tree_rss_mb(os.getpid()))
-            self._stop.wait(0.05)
+            self._done.wait(0.05)
 
     def stop(self) -> float:
-        self._stop.set()
+        self._done.set()
         self.join()
         return round(max(self.peak, _tree_rss_mb(os.getpid())), 1)
 

@@ -16,17 +16,29 @@ the same ``GENAIOPS_HOME``, gateway URL and model cache as the command that star
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
+from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from genaiops.errors import ConfigError
+from genaiops.errors import ConfigError, GenAIOpsError
 
-__all__ = ["RaySettings", "cluster_cpus", "connect", "ray_module", "runtime_env", "worker_env"]
+__all__ = [
+    "RaySettings",
+    "cluster_cpus",
+    "connect",
+    "ray_module",
+    "runtime_env",
+    "worker_cause",
+    "worker_env",
+    "worker_errors",
+]
 
 WORKER_ENV_PREFIXES = ("GENAIOPS_", "HF_", "TRANSFORMERS_", "TOKENIZERS_", "TIKTOKEN_")
 """Variables a worker must share with the driver (settings, offline model caches)."""
@@ -81,6 +93,7 @@ def connect() -> ModuleType:
     """
     ray = ray_module()
     if ray.is_initialized():
+        _quiet_ray_data()
         return ray
     address = os.environ.get("RAY_ADDRESS")
     try:
@@ -114,3 +127,37 @@ def cluster_cpus() -> int:
     """CPUs the connected cluster has (at least 1)."""
     ray = ray_module()
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+@contextlib.contextmanager
+def worker_errors(what: str, error: type[GenAIOpsError]) -> Iterator[None]:
+    """A failure inside a Ray worker becomes one ``error`` line naming ``what`` failed and the
+    worker's own exception (its first line), instead of Ray's multi-screen traceback."""
+    ray = ray_module()
+    try:
+        yield
+    except ray.exceptions.RayError as e:
+        raise error(f"{what} failed in a Ray worker: {worker_cause(e)[:500]}") from e
+
+
+_RAISED_RE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): (.+)$", re.M)
+
+
+def worker_cause(e: BaseException) -> str:
+    """``Type: message`` of the exception the worker's own code raised, under Ray's wrappers.
+
+    Ray hands the driver wrappers whose text holds the worker's traceback; the first
+    ``Type: message`` line in it that is not Ray's own is where the work failed.
+    """
+    chain: list[BaseException] = []
+    cur: BaseException | None = e
+    while cur is not None and all(cur is not c for c in chain):
+        chain.append(cur)
+        cur = getattr(cur, "cause", None) or cur.__cause__ or cur.__context__
+    for exc in chain:
+        for name, message in _RAISED_RE.findall(str(exc)):
+            if not name.startswith("ray."):
+                return f"{name.rsplit('.', 1)[-1]}: {message.strip()}"
+    last = chain[-1]
+    lines = [ln.strip() for ln in str(last).splitlines() if ln.strip()]
+    return f"{type(last).__name__}: {lines[0]}" if lines else type(last).__name__

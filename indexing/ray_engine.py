@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from genaiops.errors import IndexingError
 from genaiops.providers.embeddings import Embedder, EmbedderConfig, make_embedder
-from genaiops.ray_runtime import RaySettings, cluster_cpus, connect, runtime_env
+from genaiops.ray_runtime import RaySettings, cluster_cpus, connect, runtime_env, worker_errors
 from indexing.build import (
     EmbedPart,
     Parsed,
@@ -115,12 +116,13 @@ class RayEngine:
         )
         results: dict[tuple[int, int], tuple[Document | Quarantined, list[Chunk]]] = {}
         seen_files: set[int] = set()
-        for r in ds.iter_rows():
-            key = (int(r["i"]), int(r["j"]))
-            results[key] = (pickle.loads(r["item"]), pickle.loads(r["chunks"]))
-            if progress and int(r["i"]) not in seen_files:
-                seen_files.add(int(r["i"]))
-                progress("parse", len(seen_files), len(files))
+        with worker_errors("parse/chunk", IndexingError):
+            for r in ds.iter_rows():
+                key = (int(r["i"]), int(r["j"]))
+                results[key] = (pickle.loads(r["item"]), pickle.loads(r["chunks"]))
+                if progress and key[0] not in seen_files:
+                    seen_files.add(key[0])
+                    progress("parse", len(seen_files), len(files))
         for key in sorted(results):  # source order: the first of two equal ids wins, as locally
             item, chunks = results[key]
             collect(out, item, _already(chunks))
@@ -158,7 +160,7 @@ class RayEngine:
         actors = s.actors or max(1, int(cluster_cpus() // s.actor_cpus))
         # the driver's embedder travels to each actor and loads its model there, once
         try:
-            shipped: bytes | EmbedderConfig = pickle.dumps(embedder)
+            shipped: bytes | EmbedderConfig = ray.cloudpickle.dumps(embedder)
         except (pickle.PicklingError, TypeError, AttributeError):  # holds a client: rebuild it
             shipped = spec.embedder
         ds = ray.data.from_items(
@@ -173,5 +175,6 @@ class RayEngine:
             num_gpus=s.actor_gpus or None,
             runtime_env=runtime_env(),
         )
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            yield [str(h) for h in batch["hash"]], np.asarray(batch["vec"], dtype=np.float32)
+        with worker_errors("embedding", IndexingError):
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                yield [str(h) for h in batch["hash"]], np.asarray(batch["vec"], dtype=np.float32)

@@ -20,7 +20,7 @@ from typing import Any
 
 from evaluation.runtime.executor import FlowExecutor, LineResult
 from evaluation.runtime.flow import VariantSet, load_flow
-from genaiops.ray_runtime import RaySettings, connect, runtime_env
+from genaiops.ray_runtime import RaySettings, connect, runtime_env, worker_cause
 
 __all__ = ["Job", "run_lines"]
 
@@ -85,11 +85,10 @@ def run_lines(
 
 def _worker_failure(job: Job, variants: VariantSet, e: Exception) -> LineResult:
     index, values, line_id = job
-    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return LineResult(
         index,
         line_id,
         variants.label,
         dict(values),
-        error={"node": "", "type": type(e).__name__, "message": first[:500]},
+        error={"node": "", "type": type(e).__name__, "message": worker_cause(e)[:500]},
     )

@@ -86,3 +86,17 @@ def test_ray_resume_runs_only_the_missing_lines(
         _facts(r) for r in resumed.lines["answer_prompt.terse"][2:]
     ]
     assert all(r.error is None for r in reopened.lines["answer_prompt.terse"])
+
+
+def test_eval_run_refuses_an_unknown_engine_and_ray_with_pf() -> None:
+    from typer.testing import CliRunner
+
+    from genaiops.cli import app
+    from genaiops.errors import ConfigError
+
+    cli = CliRunner()
+    bad = cli.invoke(app, ["eval", "run", "--engine", "spark", "--no-track"])
+    assert isinstance(bad.exception, ConfigError)  # main() prints one line and exits 2
+    assert "--engine must be local or ray" in str(bad.exception)
+    pf = cli.invoke(app, ["eval", "run", "--engine", "ray", "--runner", "pf", "--no-track"])
+    assert isinstance(pf.exception, ConfigError) and "pf runs its own lines" in str(pf.exception)

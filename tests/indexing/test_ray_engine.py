@@ -19,7 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from genaiops.cli import app
-from genaiops.errors import ConfigError
+from genaiops.errors import ConfigError, IndexingError
 from indexing import Catalog, IndexSpec, build_index, load_index_spec
 from indexing.embedcache import EmbeddingCache
 from tests.conftest import REPO, SAMPLE_SPEC, SHARED
@@ -98,6 +98,30 @@ def test_engine_from_the_spec_and_the_cli(corpus: Path, tmp_path: Path) -> None:
     bad = cli.invoke(app, ["index", "build", "--spec", str(spec_file), "--engine", "spark"])
     assert isinstance(bad.exception, ConfigError)  # main() prints it as one line, exit 2
     assert "--engine must be local or ray" in str(bad.exception)
+
+
+class _BrokenEmbedder:
+    """An embedder whose model cannot run where it lands (travels to the actors by value)."""
+
+    model_id = "tests/broken-embedder"
+    dim = 4
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        raise RuntimeError("the model is not on this worker")
+
+
+def test_a_failing_worker_is_one_indexing_error(spec: IndexSpec) -> None:
+    import ray.cloudpickle
+
+    module = sys.modules[__name__]
+    ray.cloudpickle.register_pickle_by_value(module)
+    try:
+        with pytest.raises(IndexingError, match="embedding failed in a Ray worker") as e:
+            build_index(spec, engine="ray", embedder=_BrokenEmbedder())  # type: ignore[arg-type]
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(module)
+    assert "the model is not on this worker" in str(e.value) and "\n" not in str(e.value)
+    assert Catalog("sample").versions() == []  # nothing published, like a failed local build
 
 
 @pytest.mark.slow
