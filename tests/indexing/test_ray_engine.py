@@ -59,8 +59,16 @@ def test_ray_build_is_identical_to_the_local_build(spec: IndexSpec, tmp_path: Pa
     local, ray = assert_same_build(spec, tmp_path)
     assert ray.status == "completed_with_quarantine" and len(ray.quarantined) == 7
     assert ray.embedded == ray.chunks == local.chunks
+    cache = EmbeddingCache(tmp_path / "ray" / "cache" / "embeddings.sqlite")
+    try:  # the driver cached every vector the actors made, each chunk once
+        assert cache.count() == len(
+            {row[9] for row in _content(tmp_path / "ray", "sample", ray.version_id)[0]}
+        )
+    finally:
+        cache.close()
 
 
+@pytest.mark.slow
 def test_ray_build_reuses_the_cache_across_versions(
     spec: IndexSpec, corpus: Path, genaiops_home: Path
 ) -> None:
@@ -95,6 +103,12 @@ def test_engine_from_the_spec_and_the_cli(corpus: Path, tmp_path: Path) -> None:
     out = cli.invoke(app, ["index", "build", "--spec", str(spec_file), "--engine", "ray", "--json"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["version_id"] == r.version_id
+    doc = corpus / "guides" / "rotation.md"  # a new version: only the edited chunks embed
+    doc.write_text(doc.read_text() + "\nRotation never deletes the newest file.\n")
+    out = cli.invoke(app, ["index", "build", "--spec", str(spec_file), "--engine", "ray", "--json"])
+    edited = json.loads(out.output)
+    assert edited["engine"] == "ray" and edited["version_id"] != r.version_id
+    assert 0 < edited["embedded"] < edited["chunks"] == edited["embedded"] + edited["reused"]
     bad = cli.invoke(app, ["index", "build", "--spec", str(spec_file), "--engine", "spark"])
     assert isinstance(bad.exception, ConfigError)  # main() prints it as one line, exit 2
     assert "--engine must be local or ray" in str(bad.exception)
@@ -110,6 +124,7 @@ class _BrokenEmbedder:
         raise RuntimeError("the model is not on this worker")
 
 
+@pytest.mark.slow
 def test_a_failing_worker_is_one_indexing_error(spec: IndexSpec) -> None:
     import ray.cloudpickle
 
