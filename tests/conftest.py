@@ -38,3 +38,18 @@ def genaiops_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     reset_settings()
     yield home
     reset_settings()
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[object]:
+    """One local Ray for the whole test run, started only by the tests that ask for it."""
+    ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    from genaiops.ray_runtime import connect
+
+    started = not ray.is_initialized()
+    if started:
+        os.environ.pop("RAY_ADDRESS", None)  # never a real cluster from the tests
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield connect()
+    if started:
+        ray.shutdown()

@@ -125,6 +125,12 @@ class FlowExecutor:
         self._lock = threading.Lock()
 
     # -- resources -----------------------------------------------------------------------
+    @property
+    def connections(self) -> dict[str, Any]:
+        """The connections resolved so far (a copy), e.g. to hand to another process."""
+        with self._lock:
+            return dict(self._connections)
+
     def connection(self, name: str) -> Any:
         with self._lock:
             if name not in self._connections:

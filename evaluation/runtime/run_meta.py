@@ -38,7 +38,8 @@ RUN_SCHEMA_VERSION = 1
 
 @dataclass
 class RunRequest:
-    """What to run. ``column_mapping`` maps flow inputs to ``${data.col}`` or literals."""
+    """What to run. ``column_mapping`` maps flow inputs to ``${data.col}`` or literals;
+    ``engine`` runs the lines in threads here (``local``) or as Ray tasks (``ray``)."""
 
     flow: str
     data: str
@@ -48,6 +49,7 @@ class RunRequest:
     concurrency: int = 2
     limit: int | None = None
     name: str | None = None
+    engine: Literal["local", "ray"] = "local"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

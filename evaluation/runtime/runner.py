@@ -171,7 +171,8 @@ def run_flow(
     if resume:
         path = runs_dir() / resume
         saved = read_run_meta(path).request
-        saved.concurrency = req.concurrency
+        saved.concurrency = req.concurrency  # how to run the rest is the caller's choice
+        saved.engine = req.engine
         req, run_id = saved, resume
     flow = load_flow(req.flow)
     rows = load_jsonl(req.data, limit=req.limit)
@@ -204,6 +205,7 @@ def run_flow(
                 req.concurrency,
                 progress,
                 retry_errors,
+                req.engine,
             )
     except KeyboardInterrupt:
         result.interrupted = True
@@ -231,6 +233,7 @@ def _run_variant(
     concurrency: int,
     progress: Progress | None,
     retry_errors: bool,
+    engine: str = "local",
 ) -> list[LineResult]:
     folder.mkdir(parents=True, exist_ok=True)
     lines_file = folder / "lines.jsonl"
@@ -241,18 +244,26 @@ def _run_variant(
         progress(vs.label, len(done), len(rows))
     with open(lines_file, "a", encoding="utf-8") as out:
 
-        def one(i: int) -> LineResult:
-            values = apply_mapping(mapping, rows[i])
-            r = executor.run_line(values, vs, index=i, line_id=line_id(rows[i], i))
+        def record(r: LineResult) -> LineResult:
             with lock:
                 out.write(json.dumps(r.to_dict(), default=str, ensure_ascii=False) + "\n")
                 out.flush()
-                done[i] = r
+                done[r.index] = r
                 if progress:
                     progress(vs.label, len(done), len(rows))
             return r
 
-        if concurrency <= 1:
+        def one(i: int) -> LineResult:
+            values = apply_mapping(mapping, rows[i])
+            return record(executor.run_line(values, vs, index=i, line_id=line_id(rows[i], i)))
+
+        if engine == "ray":  # the same lines as Ray tasks; this process still writes them
+            from evaluation.runtime.ray_lines import run_lines
+
+            jobs = [(i, apply_mapping(mapping, rows[i]), line_id(rows[i], i)) for i in todo]
+            for r in run_lines(executor, vs, jobs, concurrency):
+                record(r)
+        elif concurrency <= 1:
             for i in todo:
                 one(i)
         else:

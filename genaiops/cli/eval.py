@@ -87,6 +87,13 @@ def run(
     repeats: Annotated[int, typer.Option(min=1, help="Judge repeats (mean + CI).")] = 1,
     k: Annotated[int, typer.Option(help="Cut-off for recall@k / nDCG@k.")] = 4,
     runner: Annotated[str, typer.Option(help="genaiops | pf (promptflow's pf run)")] = "genaiops",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local (threads) | ray (Ray tasks: a local Ray, or the cluster at RAY_ADDRESS);"
+            " --concurrency bounds the lines in flight either way."
+        ),
+    ] = "local",
     baseline: Annotated[str | None, typer.Option(help="Baseline run id or summary file.")] = None,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log to MLflow.")] = True,
     json_: JsonOpt = False,
@@ -96,6 +103,10 @@ def run(
     from evaluation.pipeline import evaluate
     from evaluation.runtime.runner import RunRequest
 
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine must be local or ray, not {engine!r}")
+    if engine == "ray" and runner != "genaiops":
+        raise ConfigError("--engine ray runs the genaiops runner; pf runs its own lines")
     cfg = EvalConfig(judge=judge, repeats=repeats, k=k)
     req = RunRequest(
         flow=flow,
@@ -105,6 +116,7 @@ def run(
         index_alias=index_alias,
         concurrency=concurrency,
         limit=limit,
+        engine=engine,  # type: ignore[arg-type]  # checked above
     )
     gate = None
     if baseline:  # comparison only: no thresholds, report every delta with its p-value

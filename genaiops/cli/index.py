@@ -41,6 +41,14 @@ def build(
             " 100 MiB). Specs set max_file_size.",
         ),
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            "--engine",
+            help="local | ray: who runs parse/chunk/embed (default: the spec's engine, local)."
+            " ray: a local Ray, or the cluster at RAY_ADDRESS. Same version either way.",
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Build a new index version (incremental: unchanged chunks are never re-embedded)."""
@@ -50,9 +58,11 @@ def build(
         raise ConfigError("give exactly one of --spec FILE or --source PATH")
     if spec and max_file_size is not None:
         raise ConfigError("--max-file-size goes with --source; a spec sets max_file_size")
+    if engine not in (None, "local", "ray"):
+        raise ConfigError(f"--engine must be local or ray, not {engine!r}")
     index_spec = load_index_spec(spec) if spec else adhoc_spec(source or [], name, max_file_size)
     with StageBar(enabled=not json_) as bar:
-        result = build_index(index_spec, promote=promote, progress=bar)
+        result = build_index(index_spec, promote=promote, progress=bar, engine=engine)
     if json_:
         emit_json(result.to_dict() | {"message": result.message})
     else:

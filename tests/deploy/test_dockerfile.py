@@ -140,3 +140,10 @@ def test_bake_script_loads_both_models_offline(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     assert "embedder sentence-transformers/all-MiniLM-L6-v2" in out.stdout
     assert any((tmp_path / "models").glob("smollm2-*/config.json"))
+
+
+def test_image_and_setup_install_the_ray_extra(parsed: DockerfileParser) -> None:
+    """The RayJob's head and workers run this image, and CI runs the Ray tests after setup."""
+    runs = [s["value"] for s in parsed.structure if s["instruction"] == "RUN"]
+    assert any('pip install ".[ray]"' in r for r in runs)
+    assert '".[dev,ray]"' in (REPO / "scripts" / "setup").read_text()

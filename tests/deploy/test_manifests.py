@@ -206,8 +206,6 @@ def test_container_commands_are_real_genaiops_commands(where: str, args: list[st
         sub = cmd.get_command(click.Context(cmd), name)
         assert sub is not None, f"{where}: no command {name!r}"
         cmd = sub
-    if "--engine" in words and not any("--engine" in p.opts for p in cmd.params):
-        pytest.skip("--engine ray arrives with the Ray part of issue 11")
     ctx = cmd.make_context(cmd.name or "", words)  # raises on unknown options / bad values
     for key in ("spec", "config", "baseline"):
         value = ctx.params.get(key)
@@ -227,3 +225,19 @@ def test_the_schema_check_catches_a_typo() -> None:
     hpa["spec"]["minReplicas"] = "three"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(hpa, K8S_VERSION, strict=True)
+
+
+def test_rayjob_ray_version_is_the_pinned_extra() -> None:
+    """KubeRay runs `ray start` from the image: its rayVersion must be the Ray the image has,
+    which is the [ray] extra's pin (and what scripts/setup installs here)."""
+    import tomllib
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    (pin,) = pyproject["project"]["optional-dependencies"]["ray"]
+    name, _, version = pin.partition("==")
+    assert name == "ray[data]" and version
+    (job,) = BY_KIND["RayJob"]
+    assert job["spec"]["rayClusterSpec"]["rayVersion"] == version
+    assert "--engine ray" in job["spec"]["entrypoint"]
+    ray = pytest.importorskip("ray")
+    assert ray.__version__ == version
