@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -35,9 +36,9 @@ PROMPTS = [
 MAX_TOKENS = [5, 6, 1, 4]
 
 
-def _until(cond: object, timeout: float = 60) -> None:
+def _until(cond: Callable[[], bool], timeout: float = 60) -> None:
     t0 = time.monotonic()
-    while not cond():  # type: ignore[operator]
+    while not cond():
         assert time.monotonic() - t0 < timeout, "condition never held"
         time.sleep(0.01)
 

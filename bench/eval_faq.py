@@ -1,0 +1,205 @@
+"""FAQ set end to end through a loopback gateway with the local model: before/after and lines/s
+vs ``--concurrency``.
+
+Each invocation measures one configuration and writes ``bench/results/eval_faq_<label>.json``:
+flow ``flows/rag`` variant ``answer_prompt.terse`` over the first ``--lines`` questions of
+``faq_qa.jsonl`` against the ``python-docs`` index of ``--home``, metrics bleu, rouge,
+similarity, cost, groundedness (as ``bench/eval_overhead.py --faq``).  Run time (the flow over
+every line) and scoring time are taken apart, and per-node latency means say where a line's
+time goes.  ``--render`` reads the results, plots lines/s vs concurrency to
+``docs/img/eval_concurrency.png`` and prints the markdown for docs/benchmarks.md.
+
+    # the code before the change, from a checkout of it (its modules first on sys.path):
+    PYTHONPATH=/tmp/base python bench/eval_faq.py --home H --lines 30 --concurrency 4 --label before
+    python bench/eval_faq.py --home H --lines 30 --concurrency 8 --label after
+    python bench/eval_faq.py --home H --lines 12 --concurrency 1 --label c1   # ... c2 c4 c8
+    python bench/eval_faq.py --render
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, ROOT, load, machine, write_result  # noqa: E402
+
+VARIANT = "answer_prompt.terse"
+METRICS = ["bleu", "rouge", "similarity", "cost", "groundedness"]
+PLOT = ROOT / "docs" / "img" / "eval_concurrency.png"
+
+
+def run_one(home: str, lines: int, concurrency: int) -> dict[str, Any]:
+    """One FAQ evaluation through a fresh loopback gateway (model warm-up not timed)."""
+    os.environ["GENAIOPS_HOME"] = home
+    from evaluation.config import EvalConfig
+    from evaluation.runtime.local_gateway import using_local_gateway
+    from evaluation.runtime.runner import RunRequest, run_flow
+    from evaluation.scoring import score_run
+    from genaiops.settings import reset_settings
+
+    reset_settings()
+    t0 = time.perf_counter()
+    with using_local_gateway():
+        warm = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        run = run_flow(
+            RunRequest(
+                flow=str(ROOT / "flows/rag"),
+                data="faq",
+                variants=VARIANT,
+                column_mapping={"index": "python-docs"},
+                concurrency=concurrency,
+                limit=lines,
+            )
+        )
+        run_s = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        summary = score_run(run, EvalConfig(metrics=METRICS))
+        score_s = time.perf_counter() - t2
+    res = run.lines[VARIANT]
+    nodes: dict[str, list[float]] = {}
+    for r in res:
+        for k, v in r.node_latency_s.items():
+            nodes.setdefault(k, []).append(v)
+    m = summary.variants[VARIANT].metrics
+    wall = run_s + score_s
+    return {
+        "lines": len(res),
+        "concurrency": concurrency,
+        "wall_s": wall,
+        "run_s": run_s,
+        "score_s": score_s,
+        "lines_per_s": len(res) / wall,
+        "gateway_start_and_warm_s": warm,
+        "line_latency_mean_s": statistics.fmean(r.latency_s for r in res),
+        "node_latency_mean_s": {k: statistics.fmean(v) for k, v in nodes.items()},
+        "prompt_tokens": sum(r.prompt_tokens for r in res),
+        "completion_tokens": sum(r.completion_tokens for r in res),
+        "errors": sum(1 for r in res if r.error),
+        "metrics": {
+            k: m[k].mean for k in ("bleu", "rougeL", "answer_similarity", "groundedness") if k in m
+        },
+        "answers": [r.outputs.get("answer", "") for r in res],
+    }
+
+
+def _read(label: str) -> dict[str, Any] | None:
+    p = RESULTS / f"eval_faq_{label}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def render() -> str:
+    before, after = _read("before"), _read("after")
+    sweep = [r for c in (1, 2, 4, 8) if (r := _read(f"c{c}"))]
+    out = ["### FAQ set end to end: continuous batching (`bench/eval_faq.py`)", ""]
+    if before and after:
+        b, a = before["result"], after["result"]
+        same = sum(x == y for x, y in zip(b["answers"], a["answers"], strict=False))
+        out += [
+            f"Machine: {after['machine'].get('cpu', '?')}, {after['machine'].get('cores', '?')} "
+            f"cores, shared with other work (load average before/after: before run "
+            f"{before['load_start']} / {before['load_end']}, after run {after['load_start']} / "
+            f"{after['load_end']}); `GENAIOPS_TORCH_THREADS={after['torch_threads']}` for both. "
+            f"Same {a['lines']} questions, same index, flow, model and metrics; "
+            f"{same}/{a['lines']} answers identical.",
+            "",
+            "| | code | concurrency | wall s | run s | scoring s | lines/s | mean line s "
+            "| generate node s | retrieve node s | rougeL | answer_similarity | groundedness |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, r, res in (("before", before, b), ("after", after, a)):
+            n, mm = res["node_latency_mean_s"], res["metrics"]
+            out.append(
+                f"| {name} | {r['code']} | {res['concurrency']} | {res['wall_s']:.0f} | "
+                f"{res['run_s']:.0f} | {res['score_s']:.1f} | {res['lines_per_s']:.3f} | "
+                f"{res['line_latency_mean_s']:.1f} | {n.get('generate', 0):.1f} | "
+                f"{n.get('retrieve', 0):.2f} | {mm.get('rougeL', float('nan')):.3f} | "
+                f"{mm.get('answer_similarity', float('nan')):.3f} | "
+                f"{mm.get('groundedness', float('nan')):.3f} |"
+            )
+        ratio = b["wall_s"] / a["wall_s"]
+        out += ["", f"Speed-up end to end (before wall / after wall): **{ratio:.2f}x**."]
+    if sweep:
+        out += [
+            "",
+            "Lines/s vs `--concurrency` (after; same questions per point; plot: "
+            "`docs/img/eval_concurrency.png`):",
+            "",
+            "| concurrency | lines | wall s | lines/s | mean line s | load at start |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in sweep:
+            x = r["result"]
+            out.append(
+                f"| {x['concurrency']} | {x['lines']} | {x['wall_s']:.0f} | "
+                f"{x['lines_per_s']:.3f} | {x['line_latency_mean_s']:.1f} | {r['load_start']} |"
+            )
+        plot(sweep)
+    return "\n".join(out) + "\n"
+
+
+def plot(sweep: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [r["result"]["concurrency"] for r in sweep]
+    ys = [r["result"]["lines_per_s"] for r in sweep]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(xs, ys, marker="o")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.set_xlabel("genaiops eval run --concurrency")
+    ax.set_ylabel("lines/s (end to end)")
+    ax.set_title("FAQ set, local SmolLM2, continuous batching")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOT, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--home", help="a GENAIOPS_HOME whose python-docs index has alias current")
+    ap.add_argument("--lines", type=int, default=30)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--label", default="after")
+    ap.add_argument("--render", action="store_true")
+    args = ap.parse_args()
+    if args.render:
+        print(render())
+        return
+    if not args.home:
+        raise SystemExit("--home is required (a home with the python-docs index)")
+    import importlib.util
+
+    # which generator this process imports: the continuous batcher, or the code before it
+    code = "after" if importlib.util.find_spec("genaiops.providers.batching") else "before"
+    start = [round(x, 2) for x in load()]
+    res = run_one(args.home, args.lines, args.concurrency)
+    path = write_result(
+        f"eval_faq_{args.label}",
+        {
+            "machine": machine(),
+            "command": "python bench/eval_faq.py " + " ".join(sys.argv[1:]),
+            "code": code,
+            "torch_threads": os.environ.get("GENAIOPS_TORCH_THREADS", "default"),
+            "load_start": start,
+            "load_end": [round(x, 2) for x in load()],
+            "result": res,
+        },
+    )
+    print(json.dumps({k: v for k, v in res.items() if k != "answers"}, indent=2))
+    print(path)
+
+
+if __name__ == "__main__":
+    main()
