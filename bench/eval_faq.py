@@ -61,7 +61,7 @@ def run_one(home: str, lines: int, concurrency: int) -> dict[str, Any]:
         )
         run_s = time.perf_counter() - t1
         t2 = time.perf_counter()
-        summary = score_run(run, EvalConfig(metrics=METRICS))
+        summary = score_run(run, EvalConfig.model_validate({"metrics": METRICS}))
         score_s = time.perf_counter() - t2
     res = run.lines[VARIANT]
     nodes: dict[str, list[float]] = {}

@@ -207,13 +207,17 @@ class LocalChatBackend:
                 on_done=done,
             )
 
+        # shielded: a caller cancelled now still gets its request queued (then skipped, as its
+        # cancel is set) or refused, and the place is freed either way, never leaked
+        queued = asyncio.ensure_future(asyncio.to_thread(submit))
+        queued.add_done_callback(
+            lambda f: slots.release() if f.cancelled() or f.exception() is not None else None
+        )
         try:
-            await asyncio.to_thread(submit)
+            await asyncio.shield(queued)
         except InputRejected as e:  # this request fails; nothing was queued
-            slots.release()
             raise _rejected(self.name, e) from None
         except Exception as e:  # loading or tokenizing failed: the caller gets a 5xx, not a hang
-            slots.release()
             log.error("deployment %s: local generation failed: %r", self.name, e)
             raise self._failure() from e
         self.requests_run += 1

@@ -43,9 +43,8 @@ class BatchRequest:
     """One generation: prompt token ids in, text and finish reason out.
 
     ``cancel`` (the caller's) or :meth:`abandon` (the consumer's) stops it at the next decoding
-    step with whatever it has.  ``on_start`` runs on the scheduler thread when the request is
-    admitted to the batch, ``on_delta`` with each new piece of text, ``on_done`` once at the end
-    (all three must be quick and must not raise).
+    step with whatever it has.  On the scheduler thread, ``on_delta`` runs with each new piece
+    of text and ``on_done`` once at the end (both must be quick).
     """
 
     ids: Sequence[int]
@@ -53,7 +52,6 @@ class BatchRequest:
     temperature: float = 0.0
     stop: Sequence[str] = ()
     cancel: threading.Event | None = None
-    on_start: Callable[[], None] | None = None
     on_delta: Callable[[str], None] | None = None
     on_done: Callable[[BatchRequest], None] | None = None
     # results, written by the scheduler thread before ``done`` is set
@@ -174,8 +172,6 @@ class ContinuousBatcher:
         import torch
         from transformers import DynamicCache
 
-        if req.on_start is not None:
-            req.on_start()
         if req.max_tokens <= 0:
             self._finish(req, "length")
             return
@@ -288,9 +284,8 @@ class ContinuousBatcher:
             if cut >= 0:
                 text, stopped = text[:cut], True
         req.text = text
-        if req.on_delta is not None and not text.endswith("\ufffd") and len(text) > req._sent:
-            req.on_delta(text[req._sent :])  # a partial UTF-8 character waits for the rest
-            req._sent = len(text)
+        if not text.endswith("\ufffd"):  # a partial UTF-8 character waits for the rest
+            self._deliver(req)
         if stopped:
             self._finish(req, "stop")
             return True
@@ -302,11 +297,21 @@ class ContinuousBatcher:
             return True
         return False
 
+    def _deliver(self, req: BatchRequest) -> None:
+        """Hand the text not yet sent to ``on_delta``; a consumer that fails is abandoned."""
+        if req.on_delta is None or len(req.text) <= req._sent:
+            return
+        piece, req._sent = req.text[req._sent :], len(req.text)
+        try:
+            req.on_delta(piece)
+        except Exception as e:  # e.g. its event loop is closed: it stops, the batch goes on
+            log.warning("local generator: stream consumer failed, abandoning it: %r", e)
+            req.abandon()
+
     def _finish(self, req: BatchRequest, reason: str) -> None:
         req.finish_reason = reason
-        if req.on_delta is not None and req.error is None and len(req.text) > req._sent:
-            req.on_delta(req.text[req._sent :])
-            req._sent = len(req.text)
+        if req.error is None:
+            self._deliver(req)
         req.done.set()
         if req.on_done is not None:
             try:

@@ -233,7 +233,6 @@ class LocalGenerator:
         temperature: float = 0.0,
         stop: Sequence[str] | None = None,
         cancel: threading.Event | None = None,
-        on_start: Callable[[], None] | None = None,
         on_delta: Callable[[str], None] | None = None,
         on_done: Callable[[BatchRequest], None] | None = None,
     ) -> BatchRequest:
@@ -251,7 +250,6 @@ class LocalGenerator:
                 temperature=temperature,
                 stop=tuple(s for s in stop or () if s),
                 cancel=cancel,
-                on_start=on_start,
                 on_delta=on_delta,
                 on_done=on_done,
             )
