@@ -13,7 +13,7 @@ time goes.  ``--render`` reads the results, plots lines/s vs concurrency to
     PYTHONPATH=/tmp/base python bench/eval_faq.py --home H --lines 30 --concurrency 4 --label before
     python bench/eval_faq.py --home H --lines 30 --concurrency 8 --label after
     python bench/eval_faq.py --home H --lines 12 --concurrency 1 --label c1   # ... c2 c4 c8
-    python bench/eval_faq.py --render
+    python bench/eval_faq.py --render --write
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ from _common import RESULTS, ROOT, load, machine, write_result  # noqa: E402
 VARIANT = "answer_prompt.terse"
 METRICS = ["bleu", "rouge", "similarity", "cost", "groundedness"]
 PLOT = ROOT / "docs" / "img" / "eval_concurrency.png"
+DOC = ROOT / "docs" / "benchmarks.md"
+HEADING = "## Evaluation throughput: continuous batching (`bench/eval_faq.py`)"
+AFTER_SECTION = "## Evaluation\n"  # placed right after that section the first time
 
 
 def run_one(home: str, lines: int, concurrency: int) -> dict[str, Any]:
@@ -90,6 +93,41 @@ def run_one(home: str, lines: int, concurrency: int) -> dict[str, Any]:
     }
 
 
+def profile_model(home: str, prompt_tokens: int = 870, steps: int = 8) -> dict[str, Any]:
+    """Where a line's model time goes, in this process: prefill of one FAQ-length prompt vs
+    one decoding step at 1, 4 and 8 rows (the local generator's own model and batcher)."""
+    os.environ["GENAIOPS_HOME"] = home
+    from genaiops.providers.batching import BatchRequest
+    from genaiops.providers.generator import get_local_generator
+    from genaiops.settings import reset_settings
+
+    reset_settings()
+    gen = get_local_generator()
+    sched = gen.batcher()
+    text = (ROOT.parent / "shared" / "datasets" / "python-docs" / "corpus.jsonl").read_text()
+    ids = sched.tok(text[:20000], add_special_tokens=False)["input_ids"][:prompt_tokens]
+    sched.submit(BatchRequest(ids=ids[:16], max_tokens=2)).wait()  # warm-up
+    t0 = time.perf_counter()
+    sched.submit(BatchRequest(ids=ids, max_tokens=1)).wait()
+    prefill = time.perf_counter() - t0
+    out: dict[str, Any] = {"prompt_tokens": len(ids), "prefill_s": prefill, "step_s": {}}
+    for rows in (1, 4, 8):
+        # short prompts, many steps: the decoding steps dominate; per-step = (t - prefills) / n
+        t0 = time.perf_counter()
+        reqs = [sched.submit(BatchRequest(ids=ids[:32], max_tokens=1)) for _ in range(rows)]
+        for r in reqs:
+            r.wait()
+        pre = time.perf_counter() - t0
+        s0 = sched.steps
+        t0 = time.perf_counter()
+        reqs = [sched.submit(BatchRequest(ids=ids[:32], max_tokens=steps + 1)) for _ in range(rows)]
+        for r in reqs:
+            r.wait()
+        n = max(1, sched.steps - s0)
+        out["step_s"][str(rows)] = max(0.0, time.perf_counter() - t0 - pre) / n
+    return out
+
+
 def _read(label: str) -> dict[str, Any] | None:
     p = RESULTS / f"eval_faq_{label}.json"
     return json.loads(p.read_text()) if p.exists() else None
@@ -98,7 +136,7 @@ def _read(label: str) -> dict[str, Any] | None:
 def render() -> str:
     before, after = _read("before"), _read("after")
     sweep = [r for c in (1, 2, 4, 8) if (r := _read(f"c{c}"))]
-    out = ["### FAQ set end to end: continuous batching (`bench/eval_faq.py`)", ""]
+    out = [HEADING, ""]
     if before and after:
         b, a = before["result"], after["result"]
         same = sum(x == y for x, y in zip(b["answers"], a["answers"], strict=False))
@@ -126,6 +164,20 @@ def render() -> str:
             )
         ratio = b["wall_s"] / a["wall_s"]
         out += ["", f"Speed-up end to end (before wall / after wall): **{ratio:.2f}x**."]
+    prof = _read("profile")
+    if prof:
+        p = prof["result"]
+        st = p["step_s"]
+        out += [
+            "",
+            f"Where the model time goes (same generator in one process, load at start "
+            f"{prof['load_start']}): prefill of one {p['prompt_tokens']}-token prompt "
+            f"**{p['prefill_s']:.2f} s**; one decoding step "
+            + ", ".join(f"{k} row(s) {1000 * v:.0f} ms" for k, v in st.items())
+            + f". A 60-token answer alone costs ~{p['prefill_s']:.1f} s prefill + "
+            f"{60 * st['1']:.1f} s decoding; inside a batch of 8 its decoding share is "
+            f"~{60 * st['8'] / 8:.1f} s, and the prefill cannot be shared.",
+        ]
     if sweep:
         out += [
             "",
@@ -143,6 +195,20 @@ def render() -> str:
             )
         plot(sweep)
     return "\n".join(out) + "\n"
+
+
+def write_section(text: str) -> None:
+    """Replace this benchmark's section of docs/benchmarks.md (or insert it after Evaluation)."""
+    doc = DOC.read_text()
+    start = doc.find(HEADING + "\n")
+    if start < 0:
+        at = doc.find(AFTER_SECTION)
+        nxt = doc.find("\n## ", at + len(AFTER_SECTION)) if at >= 0 else -1
+        doc = doc[: nxt + 1] + text + "\n" + doc[nxt + 1 :] if nxt >= 0 else doc + "\n" + text
+    else:
+        nxt = doc.find("\n## ", start + len(HEADING))
+        doc = doc[:start] + text + ("\n" + doc[nxt + 1 :] if nxt >= 0 else "")
+    DOC.write_text(doc)
 
 
 def plot(sweep: list[dict[str, Any]]) -> None:
@@ -172,10 +238,15 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=30)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--label", default="after")
-    ap.add_argument("--render", action="store_true")
+    ap.add_argument("--profile", action="store_true", help="prefill vs decoding step times")
+    ap.add_argument("--render", action="store_true", help="print the markdown, draw the plot")
+    ap.add_argument("--write", action="store_true", help="with --render: into benchmarks.md")
     args = ap.parse_args()
     if args.render:
-        print(render())
+        text = render()
+        print(text)
+        if args.write:
+            write_section(text)
         return
     if not args.home:
         raise SystemExit("--home is required (a home with the python-docs index)")
@@ -184,7 +255,11 @@ def main() -> None:
     # which generator this process imports: the continuous batcher, or the code before it
     code = "after" if importlib.util.find_spec("genaiops.providers.batching") else "before"
     start = [round(x, 2) for x in load()]
-    res = run_one(args.home, args.lines, args.concurrency)
+    if args.profile:
+        args.label = "profile"
+        res = profile_model(args.home)
+    else:
+        res = run_one(args.home, args.lines, args.concurrency)
     path = write_result(
         f"eval_faq_{args.label}",
         {
