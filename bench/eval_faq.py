@@ -147,7 +147,9 @@ def render() -> str:
             f"{before['load_start']} / {before['load_end']}, after run {after['load_start']} / "
             f"{after['load_end']}); `GENAIOPS_TORCH_THREADS={after['torch_threads']}` for both. "
             f"Same {a['lines']} questions, same index, flow, model and metrics; "
-            f"{same}/{a['lines']} answers identical.",
+            f"{same}/{a['lines']} answers identical. Commands: `{before['command']}` (from a "
+            f"checkout of the code before, its modules first on `PYTHONPATH`), then "
+            f"`{after['command']}`." + (f" {after['note']}" if after.get("note") else ""),
             "",
             "| | code | concurrency | wall s | run s | scoring s | lines/s | mean line s "
             "| generate node s | retrieve node s | rougeL | answer_similarity | groundedness |",
@@ -207,6 +209,13 @@ def render() -> str:
                 f"| {x['concurrency']} | {x['lines']} | {x['wall_s']:.0f} | "
                 f"{x['lines_per_s']:.3f} | {x['line_latency_mean_s']:.1f} | {r['load_start']} |"
             )
+        lo, hi = sweep[0]["result"], sweep[-1]["result"]
+        out += [
+            "",
+            f"Concurrency {hi['concurrency']} vs {lo['concurrency']} (one request at a time): "
+            f"**{hi['lines_per_s'] / lo['lines_per_s']:.2f}x** lines/s (the load differed "
+            "between points; see the last column).",
+        ]
         plot(sweep)
     return "\n".join(out) + "\n"
 
@@ -252,6 +261,7 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=30)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--label", default="after")
+    ap.add_argument("--note", default="", help="how --home's index was built (rendered)")
     ap.add_argument("--profile", action="store_true", help="prefill vs decoding step times")
     ap.add_argument("--render", action="store_true", help="print the markdown, draw the plot")
     ap.add_argument("--write", action="store_true", help="with --render: into benchmarks.md")
@@ -288,6 +298,7 @@ def main() -> None:
             "code": code,
             "code_commit": commit,
             "torch_threads": os.environ.get("GENAIOPS_TORCH_THREADS", "default"),
+            "note": args.note,
             "load_start": start,
             "load_end": [round(x, 2) for x in load()],
             "result": res,
