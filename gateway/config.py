@@ -282,8 +282,15 @@ class GatewayConfig(_Strict):
     progress_interval_s: float = Field(
         default=1.0, gt=0, description="how often leases are renewed and stream progress saved"
     )
-    local_batch_size: int = Field(default=8, ge=1, le=64)
-    local_batch_wait_ms: float = Field(default=5.0, ge=0)
+    local_batch_size: int = Field(
+        default=8, ge=1, le=64, description="requests of a local deployment decoded together"
+    )
+    local_batch_wait_ms: float = Field(
+        default=5.0,
+        ge=0,
+        description="unused since continuous batching (requests join at the next decoding "
+        "step); kept so existing configs load",
+    )
     local_queue_max: int = Field(
         default=64, ge=1, description="requests waiting for a local model; more → 503"
     )

@@ -36,6 +36,11 @@ __all__ = [
 RUN_SCHEMA_VERSION = 1
 
 
+# Lines in flight at once.  8 keeps the local model's continuous batch (gateway
+# ``local_batch_size``, default 8) full: measured in bench/eval_faq.py (docs/benchmarks.md).
+DEFAULT_CONCURRENCY = 8
+
+
 @dataclass
 class RunRequest:
     """What to run. ``column_mapping`` maps flow inputs to ``${data.col}`` or literals;
@@ -46,7 +51,7 @@ class RunRequest:
     variants: str = "default"
     column_mapping: dict[str, Any] = field(default_factory=dict)
     index_alias: str | None = None
-    concurrency: int = 2
+    concurrency: int = DEFAULT_CONCURRENCY
     limit: int | None = None
     name: str | None = None
     engine: Literal["local", "ray"] = "local"

@@ -35,7 +35,6 @@ def build_backends(config: GatewayConfig, client: httpx.AsyncClient) -> dict[str
             out[d.name] = LocalChatBackend(
                 d.name,
                 config.local_batch_size,
-                config.local_batch_wait_ms,
                 queue_max=config.local_queue_max,
                 queue_wait_s=config.local_queue_wait_s,
             )

@@ -1,11 +1,12 @@
 """The embedded models: SmolLM2 chat and MiniLM embeddings, run off the event loop.
 
-The generator allows one forward pass at a time, so concurrent chat requests are queued and
-grouped into padded batches (``generate_batch``; up to ``batch_size`` requests that share
-``max_tokens``/``temperature``/``stop``, collected for ``batch_wait_ms``).  Streams wait in the
-same queue and run alone in a worker thread that hands deltas to the event loop.  The queue is
-bounded (``local_queue_max`` requests, ``local_queue_wait_s`` to start: 503 + ``Retry-After``
-past either), and a request whose caller left stops generating at the next decoding step.
+Chats and streams go to the generator's continuous batcher
+(:mod:`genaiops.providers.batching`): a request joins the running batch at the next decoding
+step, whatever its ``max_tokens``/``temperature``/``stop``, and leaves it when done; a stream's
+deltas are handed from the scheduler thread to the event loop.  At most ``local_batch_size``
+requests of a deployment run at once; the queue for a place is bounded
+(``local_queue_max`` requests, ``local_queue_wait_s`` to start: 503 + ``Retry-After`` past
+either), and a request whose caller left stops generating at the next decoding step.
 
     >>> b = LocalChatBackend("local-smollm2")                           # doctest: +SKIP
     >>> body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
@@ -15,7 +16,6 @@ past either), and a request whose caller left stops generating at the next decod
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -27,7 +27,8 @@ from gateway.backends.base import BackendBusy, BackendFailure
 from gateway.errors import InvalidRequest
 from genaiops.errors import ContextWindowExceeded, InputRejected
 from genaiops.providers import ChatMessage, EmbedderConfig, get_local_generator, make_embedder
-from genaiops.providers.generator import prompt_tokens
+from genaiops.providers.batching import BatchRequest
+from genaiops.providers.generator import Generation, LocalGenerator, prompt_tokens
 from genaiops.tokens import count_tokens
 
 __all__ = ["LocalChatBackend", "LocalEmbeddingsBackend", "message_text", "to_messages"]
@@ -80,18 +81,14 @@ def _completion(model: str, text: str, finish: str, pt: int, ct: int) -> dict[st
 
 
 class _Job:
-    """One queued request: a chat (batched with others of the same ``key``) or a stream (run
-    alone).  ``cancel`` is shared with the generator: set when the caller gives up or leaves,
-    the worker skips the job, or its row stops at the next decoding step."""
+    """One request on its way through the generator's continuous batcher.  ``cancel`` is shared
+    with the generator: set when the caller gives up or leaves, the request is skipped while it
+    waits, or stops at the next decoding step once running."""
 
-    __slots__ = ("cancel", "deltas", "fut", "max_tokens", "messages", "started", "temperature")
+    __slots__ = ("cancel", "deltas", "fut")
 
-    def __init__(self, messages: list[ChatMessage], max_tokens: int, temperature: float):
-        self.messages = messages
-        self.max_tokens = max_tokens
-        self.temperature = temperature
+    def __init__(self) -> None:
         self.fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.started = asyncio.Event()
         self.cancel = threading.Event()
         self.deltas: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
@@ -104,152 +101,126 @@ def _rejected(name: str, e: InputRejected) -> InvalidRequest:
 
 
 class LocalChatBackend:
-    """SmolLM2 behind one worker: chats batched through ``generate_batch``, streams one at a time.
+    """SmolLM2 behind the generator's continuous batcher: chats and streams share its batch.
 
-    Isolation, so one request cannot stall or break the others: at most ``queue_max`` requests
-    wait (more → :class:`BackendBusy`, 503 + ``Retry-After``), none waits longer than
-    ``queue_wait_s`` to start (→ the same), a caller that goes away stops its generation at the
-    next decoding step, and when one request of a batch fails the others run again without it.
+    Isolation, so one request cannot stall or break the others: at most ``batch_size`` requests
+    of this deployment run in the batch at once, at most ``queue_max`` more wait for a place
+    (more → :class:`BackendBusy`, 503 + ``Retry-After``), none waits longer than
+    ``queue_wait_s`` for one (→ the same), a caller that goes away stops its generation at the
+    next decoding step, and a request the model refuses or fails on fails alone.
     """
 
     def __init__(
         self,
         name: str,
         batch_size: int = 8,
-        batch_wait_ms: float = 5.0,
         *,
         queue_max: int = 64,
         queue_wait_s: float = 30.0,
     ):
         self.name = name
         self.batch_size = batch_size
-        self.batch_wait_s = batch_wait_ms / 1000
         self.queue_max = queue_max
         self.queue_wait_s = queue_wait_s
-        self._queues: dict[tuple[Any, ...], list[_Job]] = {}
-        self._wakeup: asyncio.Event | None = None
-        self._worker: asyncio.Task[None] | None = None
-        self.batches_run = 0
+        self._waiting: list[_Job] = []
+        self._slots: asyncio.Semaphore | None = None
+        self.requests_run = 0
 
     def waiting(self) -> int:
-        """Requests queued and not given up (what ``queue_max`` bounds)."""
-        return sum(1 for q in self._queues.values() for j in q if not j.cancel.is_set())
+        """Requests queued for a place in the batch and not given up (what ``queue_max`` bounds)."""
+        return sum(1 for j in self._waiting if not j.cancel.is_set())
 
-    def _enqueue(self, key: tuple[Any, ...], job: _Job) -> None:
-        if self.waiting() >= self.queue_max:
+    async def _acquire(self, job: _Job) -> None:
+        """Wait for a place in the batch: refuse at once past ``queue_max`` waiting, give up
+        after ``queue_wait_s``."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.batch_size)
+        if self._slots.locked() and self.waiting() >= self.queue_max:
             raise BackendBusy(
                 f"deployment {self.name}: {self.queue_max} requests are already waiting for "
                 "the local model; retry shortly",
                 deployment=self.name,
                 retry_after=BUSY_RETRY_AFTER_S,
             )
-        self._queues.setdefault(key, []).append(job)
-        if self._wakeup is None:
-            self._wakeup = asyncio.Event()
-        if self._worker is None or self._worker.done():
-            self._worker = asyncio.create_task(self._work())
-        self._wakeup.set()
-
-    async def _wait_start(self, job: _Job) -> None:
+        self._waiting.append(job)
         try:
-            await asyncio.wait_for(job.started.wait(), self.queue_wait_s)
+            await asyncio.wait_for(self._slots.acquire(), self.queue_wait_s)
         except TimeoutError:
-            job.cancel.set()  # the worker skips it
+            job.cancel.set()
             raise BackendBusy(
                 f"deployment {self.name}: the local model did not start this request within "
                 f"{self.queue_wait_s:g}s; retry shortly",
                 deployment=self.name,
                 retry_after=BUSY_RETRY_AFTER_S,
             ) from None
-
-    async def _work(self) -> None:
-        assert self._wakeup is not None
-        while True:
-            await self._wakeup.wait()
-            await asyncio.sleep(self.batch_wait_s)  # let concurrent requests join the batch
-            self._wakeup.clear()
-            while self._queues:
-                key = next(iter(self._queues))
-                queue = self._queues[key]
-                batch = [j for j in queue[: self.batch_size] if not j.cancel.is_set()]
-                del queue[: self.batch_size]
-                if not queue:
-                    del self._queues[key]
-                if not batch:
-                    continue
-                if key[0] == "stream":
-                    await self._run_stream(batch[0])
-                else:
-                    await self._run_batch(key, batch)
-
-    def _fail(self, job: _Job, err: Exception) -> None:
-        if not job.fut.done():
-            job.fut.set_exception(err)
-
-    async def _run_batch(self, key: tuple[Any, ...], batch: list[_Job]) -> None:
-        max_tokens, temperature, stop = key
-        gen = get_local_generator()
-        for j in batch:
-            j.started.set()
-        pending = list(batch)
-        while pending := [j for j in pending if not j.cancel.is_set()]:
-            try:
-                results = await asyncio.to_thread(
-                    gen.generate_batch,
-                    [j.messages for j in pending],
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    stop=list(stop) or None,
-                    cancel=[j.cancel for j in pending],
-                )
-            except InputRejected as e:  # that one request fails; the others run again
-                bad = pending.pop(e.index if 0 <= e.index < len(pending) else 0)
-                self._fail(bad, _rejected(self.name, e))
-                continue
-            except Exception as e:  # torch/transformers raise many kinds: isolate, never hang
-                if len(pending) > 1:  # run each alone, so only the culprit fails
-                    for j in pending:
-                        await self._run_batch(key, [j])
-                    return
-                log.error("deployment %s: local generation failed: %r", self.name, e)
-                self._fail(pending[0], self._failure())
-                return
-            self.batches_run += 1
-            for j, r in zip(pending, results, strict=True):
-                if not j.fut.done():
-                    j.fut.set_result(r)
-            return
+        finally:
+            self._waiting.remove(job)
 
     def _failure(self) -> BackendFailure:
         return BackendFailure(
             f"deployment {self.name}: local generation failed", deployment=self.name
         )
 
-    async def _run_stream(self, job: _Job) -> None:
-        """Run one stream to its end (or until its caller leaves) in a worker thread."""
-        job.started.set()
+    async def _run(
+        self,
+        job: _Job,
+        msgs: list[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float,
+        stop: Sequence[str] = (),
+        streaming: bool = False,
+    ) -> None:
+        """Hold a place, queue ``msgs`` in the batcher; the result (or the deltas) reach
+        ``job`` from the scheduler thread; the place is freed when the request has finished."""
+        await self._acquire(job)
+        assert self._slots is not None
+        slots = self._slots
         loop = asyncio.get_running_loop()
 
         def put(kind: str, val: Any) -> None:
             loop.call_soon_threadsafe(job.deltas.put_nowait, (kind, val))
 
-        def produce() -> None:
-            try:
-                for piece in get_local_generator().stream(
-                    job.messages,
-                    max_tokens=job.max_tokens,
-                    temperature=job.temperature,
-                    cancel=job.cancel,
-                ):
-                    put("delta", piece)
-                put("end", None)
-            except InputRejected as e:
-                put("error", _rejected(self.name, e))
-            except Exception as e:  # any failure must reach the consumer, or it waits forever
-                log.error("deployment %s: local stream failed: %r", self.name, e)
-                put("error", self._failure())
+        def resolve(fut: asyncio.Future[Any], req: BatchRequest) -> None:
+            slots.release()
+            if fut.done():
+                return
+            if req.error is not None:
+                log.error("deployment %s: local generation failed: %r", self.name, req.error)
+                fut.set_exception(self._failure())
+            else:
+                fut.set_result(LocalGenerator.result(msgs, req))
 
-        await asyncio.to_thread(produce)
+        def done(req: BatchRequest) -> None:
+            loop.call_soon_threadsafe(resolve, job.fut, req)
+            if streaming:
+                put("error" if req.error is not None else "end", self._failure())
+
+        def submit() -> BatchRequest:
+            return get_local_generator().submit(
+                msgs,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                stop=list(stop) or None,
+                cancel=job.cancel,
+                on_delta=(lambda piece: put("delta", piece)) if streaming else None,
+                on_done=done,
+            )
+
+        # shielded: a caller cancelled now still gets its request queued (then skipped, as its
+        # cancel is set) or refused, and the place is freed either way, never leaked
+        queued = asyncio.ensure_future(asyncio.to_thread(submit))
+        queued.add_done_callback(
+            lambda f: slots.release() if f.cancelled() or f.exception() is not None else None
+        )
+        try:
+            await asyncio.shield(queued)
+        except InputRejected as e:  # this request fails; nothing was queued
+            raise _rejected(self.name, e) from None
+        except Exception as e:  # loading or tokenizing failed: the caller gets a 5xx, not a hang
+            log.error("deployment %s: local generation failed: %r", self.name, e)
+            raise self._failure() from e
+        self.requests_run += 1
 
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         msgs = to_messages(body.get("messages", []))
@@ -257,11 +228,10 @@ class LocalChatBackend:
         stop = (stop,) if isinstance(stop, str) else tuple(stop)
         max_tokens = int(body.get("max_tokens") or 256)
         temperature = float(body.get("temperature") or 0.0)
-        job = _Job(msgs, max_tokens, temperature)
-        self._enqueue((max_tokens, temperature, stop), job)
+        job = _Job()
         try:
-            await self._wait_start(job)
-            g = await job.fut
+            await self._run(job, msgs, max_tokens=max_tokens, temperature=temperature, stop=stop)
+            g: Generation = await job.fut
         finally:
             job.cancel.set()  # answered, or the caller left: its row stops at the next step
         return _completion(
@@ -271,8 +241,7 @@ class LocalChatBackend:
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         msgs = to_messages(body.get("messages", []))
         max_tokens = int(body.get("max_tokens") or 256)
-        job = _Job(msgs, max_tokens, float(body.get("temperature") or 0.0))
-        self._enqueue(("stream", id(job)), job)
+        job = _Job()
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         created = int(time.time())
         model = str(body.get("model"))
@@ -288,23 +257,27 @@ class LocalChatBackend:
             }
 
         try:
-            await self._wait_start(job)
-            item = await job.deltas.get()  # a refused input fails before the first chunk
-            if item[0] == "error":
-                raise item[1]
+            # a refused input fails here, before the first chunk
+            await self._run(
+                job,
+                msgs,
+                max_tokens=max_tokens,
+                temperature=float(body.get("temperature") or 0.0),
+                streaming=True,
+            )
             yield chunk({"role": "assistant", "content": ""}, None)
             while True:
-                kind, val = item
+                kind, val = await job.deltas.get()
                 if kind == "error":
                     raise val
                 if kind == "end":
                     break
                 text += val
                 yield chunk({"content": val}, None)
-                item = await job.deltas.get()
-            ct = count_tokens(text)
-            yield chunk({}, "length" if ct >= max_tokens else "stop")
+            g: Generation = await job.fut
+            yield chunk({}, g.finish_reason)
             pt = prompt_tokens(msgs)
+            ct = count_tokens(text)
             yield {
                 "id": cid,
                 "object": "chat.completion.chunk",
@@ -329,13 +302,8 @@ class LocalChatBackend:
             log.warning("deployment %s: warm-up failed: %s", self.name, e)
 
     async def aclose(self) -> None:
-        for q in self._queues.values():
-            for j in q:
-                j.cancel.set()
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        for j in self._waiting:
+            j.cancel.set()
 
 
 class LocalEmbeddingsBackend:

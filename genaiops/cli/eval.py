@@ -80,7 +80,10 @@ def run(
         list[str] | None,
         typer.Option("--column-mapping", "-m", help="INPUT='${data.COLUMN}' (repeatable)."),
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, max=64)] = 2,
+    concurrency: Annotated[
+        int,
+        typer.Option(min=1, max=64, help="Lines in flight (8 fills the local model's batch)."),
+    ] = 8,
     limit: Annotated[int | None, typer.Option(help="Only the first N lines.")] = None,
     resume: Annotated[str | None, typer.Option(help="Continue an interrupted run id.")] = None,
     judge: Annotated[str, typer.Option(help="offline | gateway:<model alias>")] = "offline",

@@ -13,6 +13,7 @@ import pytest
 from gateway.backends import BackendFailure, HTTPBackend, LocalChatBackend
 from gateway.config import DeploymentConfig
 from gateway.errors import InvalidRequest
+from genaiops.providers import get_local_generator
 from tests.gateway.support import FakeUpstream, serve, upstream_config
 
 MSG = [{"role": "user", "content": "Say hello"}]
@@ -192,8 +193,10 @@ def test_gateway_behind_gateway_over_real_http(tmp_path, monkeypatch: pytest.Mon
 
 
 def test_local_backend_batches_concurrent_requests():
-    """Concurrent chats are queued and batched into generate_batch calls (SmolLM2 on CPU)."""
-    b = LocalChatBackend("local", batch_size=8, batch_wait_ms=20)
+    """Concurrent chats are decoded together by the continuous batcher (SmolLM2 on CPU)."""
+    b = LocalChatBackend("local", batch_size=8)
+    sched = get_local_generator().batcher()
+    steps, rows = sched.steps, sched.rows_decoded
 
     async def go():
         bodies = [
@@ -212,7 +215,9 @@ def test_local_backend_batches_concurrent_requests():
     out, chunks = asyncio.run(go())
     assert len(out) == 4 and all(o["choices"][0]["message"]["content"] for o in out)
     assert all(o["usage"]["completion_tokens"] <= 4 for o in out)
-    assert b.batches_run == 1  # four concurrent requests, one padded forward pass
+    assert b.requests_run == 5
+    # at least one decoding step ran more than one request (serial would be one row per step)
+    assert sched.rows_decoded - rows > sched.steps - steps
     assert chunks[-1]["usage"]["completion_tokens"] >= 1
     assert chunks[-2]["choices"][0]["finish_reason"] in ("stop", "length")
 

@@ -58,7 +58,7 @@ def test_one_bad_message_fails_alone_and_the_batch_still_answers():
     """A lone surrogate (past admission, as a direct caller could send it) and an over-long
     prompt in one batch with four normal requests: only those two fail, as 400s without
     tokenizer internals; the four are answered."""
-    b = LocalChatBackend("local", batch_size=8, batch_wait_ms=50)
+    b = LocalChatBackend("local", batch_size=8)
 
     async def go() -> list[Any]:
         bodies = [_body(f"Say {w}") for w in ("one", "two", "three", "four")]
@@ -102,9 +102,10 @@ def test_huge_prompt_is_refused_at_once_not_after_minutes():
 
 def test_abandoned_stream_stops_and_the_queue_is_bounded():
     """A long stream is abandoned after two chunks: the model is free again within seconds.
-    While it runs, the queue holds ``queue_max`` requests; one more is 503 at once, and the
-    waiting ones give up after ``queue_wait_s`` (503 with Retry-After), not never."""
-    b = LocalChatBackend("local", batch_wait_ms=0, queue_max=2, queue_wait_s=1.0)
+    While it fills the batch (one place), the queue holds ``queue_max`` requests; one more is
+    503 at once, and the waiting ones give up after ``queue_wait_s`` (503 with Retry-After),
+    not never."""
+    b = LocalChatBackend("local", batch_size=1, queue_max=2, queue_wait_s=1.0)
     get_local_generator().warm_up()
 
     async def go() -> dict[str, Any]:
@@ -154,14 +155,16 @@ def _send_and_keep_open(url: str, key: str, body: dict[str, Any]) -> socket.sock
 
 
 def test_client_leaving_a_non_stream_request_frees_the_model_over_http():
-    """Through uvicorn: while a 3000-token non-stream request runs and another waits, the SDK
-    gets 503 ``model_busy`` with Retry-After (queue of one); when the long request's client
-    leaves, its generation stops and the next request is answered.
+    """Through uvicorn: while a 3000-token non-stream request fills the batch (one place) and
+    another waits, the SDK gets 503 ``model_busy`` with Retry-After (queue of one); when the
+    long request's client leaves, its generation stops and the next request is answered.
 
     The client leaves by closing its socket once the 503 is seen (the long request still
     unanswered), not by a fixed 6 s timeout: on a quiet machine the model could finish its
     answer inside such a timeout, and the test then failed (CI, stop 7)."""
-    cfg = default_config().model_copy(update={"local_queue_max": 1, "local_queue_wait_s": 60.0})
+    cfg = default_config().model_copy(
+        update={"local_batch_size": 1, "local_queue_max": 1, "local_queue_wait_s": 60.0}
+    )
     with serve(cfg) as gw:
         key = gw.create_key()
         get_local_generator().warm_up()

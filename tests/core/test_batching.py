@@ -1,0 +1,96 @@
+"""The continuous batcher (issue #9): requests join and leave the running batch, on the real model.
+
+Greedy decoding must not depend on the company a request keeps: the tokens of each request
+decoded inside a batch (joined at different steps, prompts of different lengths, so the cache
+is left-padded both ways) equal those of the same request run alone; each request's own
+``max_tokens`` is honoured; a cancelled one leaves at the next step.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from genaiops.providers import ChatMessage, get_local_generator
+from genaiops.providers.batching import BatchRequest
+from genaiops.providers.generator import LocalGenerator
+
+COUNT = [ChatMessage("user", "Count from 1 to 2000, one number per line.")]
+PROMPTS = [
+    [ChatMessage("user", "Say hi.")],
+    [
+        ChatMessage("system", "Answer using only the context."),
+        ChatMessage(
+            "user",
+            "Context: The capital of Freedonia is Zorbatown. It lies on the river Zor, which "
+            "floods each spring; the old town was rebuilt twice.\n\n"
+            "Question: What is the capital of Freedonia?",
+        ),
+    ],
+    [ChatMessage("user", "Name three colours.")],
+    [ChatMessage("user", "What is 2 + 2? Explain briefly.")],
+]
+MAX_TOKENS = [5, 6, 1, 4]
+
+
+def _until(cond: Callable[[], bool], timeout: float = 60) -> None:
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "condition never held"
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def fp32() -> LocalGenerator:
+    """A float32 copy of the model: in bfloat16 batched matmuls round differently."""
+    return LocalGenerator(dtype="float32")
+
+
+def test_batched_greedy_output_equals_alone_and_max_tokens_is_per_request(
+    fp32: LocalGenerator,
+) -> None:
+    gen = fp32
+    alone = [
+        gen.submit(p, max_tokens=m).wait().completion_ids
+        for p, m in zip(PROMPTS, MAX_TOKENS, strict=True)
+    ]
+    sched = gen.batcher()
+    steps, rows = sched.steps, sched.rows_decoded
+    # a long request is decoding when the others arrive: they join the running batch
+    long = gen.submit(COUNT, max_tokens=12)
+    _until(lambda: sched.running > 0)
+    together = [gen.submit(p, max_tokens=m) for p, m in zip(PROMPTS, MAX_TOKENS, strict=True)]
+    done = [r.wait(timeout=300) for r in together]
+    long.wait(timeout=300)
+    assert [r.completion_ids for r in done] == alone
+    for r, m in zip(done, MAX_TOKENS, strict=True):
+        assert len(r.completion_ids) <= m
+        assert r.finish_reason == ("length" if len(r.completion_ids) == m else "stop")
+    assert len(long.completion_ids) == 12 and long.finish_reason == "length"
+    assert sched.rows_decoded - rows > sched.steps - steps  # some steps decoded several rows
+
+
+def test_cancelled_request_leaves_the_batch_and_the_others_go_on() -> None:
+    gen = get_local_generator()
+    stop = threading.Event()
+    long = gen.submit(COUNT, max_tokens=2000, cancel=stop)
+    short = gen.submit(COUNT, max_tokens=3)
+    short.wait(timeout=300)
+    assert len(short.completion_ids) == 3 and short.finish_reason == "length"
+    stop.set()
+    long.wait(timeout=30)
+    assert 0 < len(long.completion_ids) < 2000
+    _until(lambda: not gen.busy, timeout=30)
+
+
+def test_a_request_cancelled_while_queued_costs_no_forward_pass() -> None:
+    gen = get_local_generator()
+    sched = gen.batcher()
+    gone = threading.Event()
+    gone.set()
+    req = sched.submit(BatchRequest(ids=[1, 2, 3], max_tokens=50, cancel=gone))
+    req.wait(timeout=30)
+    assert req.completion_ids == [] and req.text == ""
