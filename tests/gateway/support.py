@@ -243,3 +243,74 @@ def gateway_processes(
             except subprocess.TimeoutExpired:
                 gp.proc.kill()
                 gp.proc.wait()
+
+
+def _pg_bin(name: str) -> str | None:
+    """A PostgreSQL server binary: on PATH, else the newest /usr/lib/postgresql/*/bin."""
+    import glob
+    import shutil
+
+    found = shutil.which(name)
+    if found:
+        return found
+    cands = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
+    return cands[-1] if cands else None
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server (``initdb`` + ``pg_ctl``) in a temp dir on a free loopback
+    port, trust auth; yields its DSN.  PostgreSQL refuses to run as root, so as root the server
+    runs as the ``postgres`` user (created by the Debian package) through ``runuser``."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    import pytest
+
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL server binaries not installed (scripts/setup installs postgresql)")
+    prefix: list[str] = []
+    data = tempfile.mkdtemp(prefix="genaiops-pg-")
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run the server as")
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            pytest.skip("running as root and runuser is missing")
+        os.chown(data, user.pw_uid, user.pw_gid)
+        prefix = [runuser, "-u", "postgres", "--"]
+    port = free_port()
+    run = dict(stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True, cwd=data)
+    try:
+        subprocess.run(
+            [*prefix, initdb, "-D", f"{data}/db", "-U", "postgres", "-A", "trust", "-E", "UTF8",
+             "--no-sync", "--locale=C"],
+            **run,
+        )  # fmt: skip
+        opts = (
+            f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={data} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        )
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", f"{data}/db", "-o", opts, "-l", f"{data}/log", "-w", "-t",
+             "60", "start"],
+            **run,
+        )  # fmt: skip
+        try:
+            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        finally:
+            subprocess.run(
+                [*prefix, pg_ctl, "-D", f"{data}/db", "-m", "immediate", "-w", "stop"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=data,
+            )
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
