@@ -1,6 +1,6 @@
 """The capture store contract: every :class:`CaptureStore` implementation runs these tests.
 
-A new backend (PostgreSQL) adds itself to the ``capture_store`` fixture's params."""
+Each backend (SQLite, PostgreSQL) adds itself to the ``capture_store`` fixture's params."""
 
 from __future__ import annotations
 
@@ -22,9 +22,15 @@ from gateway.capture import (
 )
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def capture_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CaptureStore]:
-    store = SQLiteCaptureStore(tmp_path / "capture.db")
+    store: CaptureStore
+    if request.param == "postgres":
+        from gateway.capture.pg_store import PgCaptureStore
+
+        store = PgCaptureStore(request.getfixturevalue("pg_dsn"))
+    else:
+        store = SQLiteCaptureStore(tmp_path / "capture.db")
     yield store
     store.close()
 
