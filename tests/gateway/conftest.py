@@ -40,8 +40,8 @@ def pg_server() -> Iterator[str]:
     database (tests that need a blank database create one)."""
     from tests.gateway.support import postgres_server
 
-    with postgres_server() as dsn:
-        yield dsn
+    with postgres_server() as server:
+        yield server.dsn
 
 
 @pytest.fixture(scope="session")

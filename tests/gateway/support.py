@@ -3,6 +3,7 @@ loopback server) and a helper that runs a real gateway under uvicorn on a free l
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -257,11 +258,33 @@ def _pg_bin(name: str) -> str | None:
     return cands[-1] if cands else None
 
 
+@dataclass
+class PgServer:
+    """A running throwaway PostgreSQL server: its DSN, and stop/start for outage tests."""
+
+    dsn: str
+    ctl: list[str]  # the pg_ctl command line up to the action
+    opts: str
+
+    def stop(self) -> None:
+        import subprocess
+
+        subprocess.run([*self.ctl, "-m", "immediate", "-w", "stop"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")  # fmt: skip
+
+    def start(self) -> None:
+        import subprocess
+
+        subprocess.run([*self.ctl, "-o", self.opts, "-w", "-t", "60", "start"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/")  # fmt: skip
+
+
 @contextmanager
-def postgres_server() -> Iterator[str]:
+def postgres_server() -> Iterator[PgServer]:
     """A throwaway PostgreSQL server (``initdb`` + ``pg_ctl``) in a temp dir on a free loopback
-    port, trust auth; yields its DSN.  PostgreSQL refuses to run as root, so as root the server
-    runs as the ``postgres`` user (created by the Debian package) through ``runuser``."""
+    port, trust auth, fsync off.  PostgreSQL refuses to run as root, so as root the server runs
+    as the ``postgres`` user (created by the Debian package) through ``runuser``.  Skips only
+    when the server binaries are missing."""
     import os
     import shutil
     import subprocess
@@ -287,30 +310,26 @@ def postgres_server() -> Iterator[str]:
         os.chown(data, user.pw_uid, user.pw_gid)
         prefix = [runuser, "-u", "postgres", "--"]
     port = free_port()
-    run = dict(stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True, cwd=data)
+    opts = (
+        f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={data} "
+        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+    )
+    server = PgServer(
+        f"postgresql://postgres@127.0.0.1:{port}/postgres",
+        [*prefix, pg_ctl, "-D", f"{data}/db", "-l", f"{data}/log"],
+        opts,
+    )
     try:
         subprocess.run(
             [*prefix, initdb, "-D", f"{data}/db", "-U", "postgres", "-A", "trust", "-E", "UTF8",
              "--no-sync", "--locale=C"],
-            **run,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True, cwd=data,
         )  # fmt: skip
-        opts = (
-            f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={data} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-        )
-        subprocess.run(
-            [*prefix, pg_ctl, "-D", f"{data}/db", "-o", opts, "-l", f"{data}/log", "-w", "-t",
-             "60", "start"],
-            **run,
-        )  # fmt: skip
+        server.start()
         try:
-            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+            yield server
         finally:
-            subprocess.run(
-                [*prefix, pg_ctl, "-D", f"{data}/db", "-m", "immediate", "-w", "stop"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd=data,
-            )
+            with contextlib.suppress(subprocess.CalledProcessError):
+                server.stop()
     finally:
         shutil.rmtree(data, ignore_errors=True)
