@@ -222,7 +222,7 @@ def gateway_processes(
             )
             procs.append(GatewayProcess(f"http://127.0.0.1:{port}", p))
         for gp in procs:
-            deadline = time.time() + 60
+            deadline = time.time() + 180  # a loaded machine: imports take a while
             while True:
                 try:
                     if httpx.get(gp.url + "/healthz", timeout=1).status_code == 200:
