@@ -158,7 +158,9 @@ class StateConfig(_Strict):
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="env var holding the PostgreSQL connection string (kind postgres)",
     )
-    pool_size: int = Field(default=10, ge=1, le=200, description="PostgreSQL connections a pool keeps")
+    pool_size: int = Field(
+        default=10, ge=1, le=200, description="PostgreSQL connections a pool keeps"
+    )
     ledger_path: Path | None = None
     ledger_sync: Literal["normal", "full"] = Field(
         default="normal", description="normal survives kill -9; full also power loss"

@@ -30,6 +30,8 @@ from gateway.state import STATE_ERRORS, StateStore
 
 __all__ = ["LeaseKeeper", "Progress"]
 
+_TICK_ERRORS: tuple[type[Exception], ...] = (*STATE_ERRORS, OSError)
+
 log = logging.getLogger(__name__)
 
 # (prompt tokens, completion tokens delivered so far), or None while nothing was delivered
@@ -101,6 +103,6 @@ class LeaseKeeper:
         while True:
             try:
                 await self.tick()
-            except (*STATE_ERRORS, OSError) as e:
+            except _TICK_ERRORS as e:
                 log.error("leases: tick failed: %s: %s", type(e).__name__, e)
             await asyncio.sleep(self.interval_s)

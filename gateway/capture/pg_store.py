@@ -17,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from gateway.capture.records import CaptureCounts, CaptureRecord, FeedbackRecord
 from gateway.capture.store import FEEDBACK_GROUPS
-from gateway.state.pg_ledger import sync_pool
+from gateway.state.pg_ledger import SyncPool
 
 __all__ = ["PgCaptureStore"]
 
@@ -36,7 +36,7 @@ class PgCaptureStore:
     migrate``)."""
 
     def __init__(self, dsn: str, *, pool_size: int = 4):
-        self._pool = sync_pool(dsn, pool_size, "genaiops-capture")
+        self._pool = SyncPool(dsn, pool_size, "genaiops-capture")
 
     def _records(self, sql: str, args: list[Any]) -> list[dict[str, Any]]:
         with self._pool.connection() as c:
@@ -178,7 +178,7 @@ class PgCaptureStore:
         with self._pool.connection() as c:
             rows = c.execute(
                 f"SELECT {_GROUPS[by]} AS grp, COUNT(*), SUM((score > 0.5)::int), AVG(score) "
-                'FROM feedback WHERE ts >= %s GROUP BY grp '
+                "FROM feedback WHERE ts >= %s GROUP BY grp "
                 f'ORDER BY ({_GROUPS[by]}) COLLATE "C" NULLS FIRST',
                 (since or 0,),
             ).fetchall()

@@ -18,7 +18,15 @@ from typing import Any
 
 from genaiops.errors import ConfigError
 
-__all__ = ["MigrationResult", "check", "current", "dsn_from_env", "head", "describe_error", "upgrade"]
+__all__ = [
+    "MigrationResult",
+    "check",
+    "current",
+    "dsn_from_env",
+    "head",
+    "describe_error",
+    "upgrade",
+]
 
 _HERE = Path(__file__).resolve().parent
 
@@ -34,7 +42,9 @@ def dsn_from_env(env: str) -> str:
     """The DSN held by ``env``; :class:`ConfigError` naming the variable when it is unset."""
     dsn = os.environ.get(env, "").strip()
     if not dsn:
-        raise ConfigError(f"state.dsn_env: environment variable {env} is not set (a PostgreSQL DSN)")
+        raise ConfigError(
+            f"state.dsn_env: environment variable {env} is not set (a PostgreSQL DSN)"
+        )
     return dsn
 
 
@@ -78,8 +88,12 @@ def _engine(dsn: str) -> Any:
 
     url = dsn if "://" in dsn else None
     if url is None:  # key=value form: hand it to psycopg untouched
-        return sa.create_engine("postgresql+psycopg://", connect_args={"conninfo": dsn}, poolclass=sa.pool.NullPool)
-    url = url.replace("postgres://", "postgresql://", 1).replace("postgresql://", "postgresql+psycopg://", 1)
+        return sa.create_engine(
+            "postgresql+psycopg://", connect_args={"conninfo": dsn}, poolclass=sa.pool.NullPool
+        )
+    url = url.replace("postgres://", "postgresql://", 1).replace(
+        "postgresql://", "postgresql+psycopg://", 1
+    )
     return sa.create_engine(url, poolclass=sa.pool.NullPool)
 
 

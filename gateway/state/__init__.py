@@ -1,7 +1,6 @@
 """Shared state behind one interface: SQLite (one host), Redis or PostgreSQL (several replicas).
 
->>> store = open_store(config.state.kind, config.state_path(), config.state.redis_url)  # doctest: +SKIP
->>> store = open_config_store(config)                                  # doctest: +SKIP
+>>> store = open_config_store(config.state, config.state_path())     # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -12,8 +12,11 @@ psycopg 3 connection pool; the async :meth:`PgLedger.write` runs one in a worker
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -22,7 +25,7 @@ from psycopg_pool import ConnectionPool
 
 from gateway.ledger import UsageRow
 
-__all__ = ["PgLedger"]
+__all__ = ["PgLedger", "SyncPool"]
 
 _GROUPS = {
     "key": "key_id",
@@ -38,32 +41,43 @@ _COLS = [
 ]  # fmt: skip
 _WRITE = (
     f"INSERT INTO usage({', '.join(_COLS)}) VALUES({', '.join(['%s'] * len(_COLS))}) "
-    "ON CONFLICT (request_id) DO UPDATE SET "
-    + ", ".join(f"{c}=excluded.{c}" for c in _COLS[1:])
+    "ON CONFLICT (request_id) DO UPDATE SET " + ", ".join(f"{c}=excluded.{c}" for c in _COLS[1:])
 )
 
 
-def sync_pool(dsn: str, size: int, name: str, timeout_s: float = 5.0) -> ConnectionPool[Any]:
-    """A blocking psycopg pool that opens lazily (a caller waits ``timeout_s`` for a
-    connection, then gets ``PoolTimeout``: the database is down)."""
-    pool: ConnectionPool[Connection[Any]] = ConnectionPool(
-        dsn,
-        min_size=1,
-        max_size=size,
-        timeout=timeout_s,
-        reconnect_timeout=timeout_s,
-        open=False,
-        name=name,
-    )
-    pool.open(wait=False)
-    return pool
+class SyncPool:
+    """A blocking psycopg pool that opens lazily.  Callers queue for one of its ``size``
+    connections without a deadline; the pool's ``timeout_s`` then only runs out when no
+    connection can be made at all (the database is down: ``PoolTimeout``, a 503)."""
+
+    def __init__(self, dsn: str, size: int, name: str, timeout_s: float = 5.0):
+        self._pool: ConnectionPool[Connection[Any]] = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=size,
+            timeout=timeout_s,
+            reconnect_timeout=timeout_s,
+            open=False,
+            name=name,
+        )
+        self._pool.open(wait=False)
+        self._slots = threading.BoundedSemaphore(size)
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Connection[Any]]:
+        """A connection in a transaction: committed on exit, rolled back on an error."""
+        with self._slots, self._pool.connection() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self._pool.close()
 
 
 class PgLedger:
     """:class:`gateway.ledgers.UsageLedger` on PostgreSQL."""
 
     def __init__(self, dsn: str, *, pool_size: int = 10):
-        self._pool = sync_pool(dsn, pool_size, "genaiops-ledger")
+        self._pool = SyncPool(dsn, pool_size, "genaiops-ledger")
 
     def _fetch(self, sql: str, args: Any = ()) -> list[dict[str, Any]]:
         with self._pool.connection() as c:

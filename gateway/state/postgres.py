@@ -20,8 +20,9 @@ cannot deadlock.  The tables come from the Alembic migrations in :mod:`gateway.m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from psycopg import AsyncConnection
@@ -90,6 +91,10 @@ class PostgresStore:
         self.counter_lock = counter_lock
         self._pool: AsyncConnectionPool[AsyncConnection[Any]] | None = None
         self._opening: asyncio.Lock | None = None
+        # callers queue here for one of the pool's connections, without a deadline (1,000
+        # concurrent requests wait their turn); the pool's own timeout then only runs out when
+        # no connection can be made at all: the database is down → 503
+        self._slots = asyncio.Semaphore(pool_size)
         self._last_gc = 0.0
 
     async def _open(self) -> AsyncConnectionPool[AsyncConnection[Any]]:
@@ -112,11 +117,17 @@ class PostgresStore:
                 self._pool = pool
         return self._pool
 
+    @contextlib.asynccontextmanager
+    async def _conn(self) -> AsyncIterator[AsyncConnection[Any]]:
+        """A connection in a transaction: committed on exit, rolled back on an error."""
+        pool = await self._open()
+        async with self._slots, pool.connection() as conn:
+            yield conn
+
     # -- counters ---------------------------------------------------------------------------
     async def admit(self, counters: list[Counter], hold: Hold | None = None) -> AdmitResult:
-        pool = await self._open()
         now = time.time()
-        async with pool.connection() as conn:
+        async with self._conn() as conn:
             if self.counter_lock == "update" and len({c.bucket for c in counters}) == len(counters):
                 res = await self._admit_upsert(conn, counters, now)
             else:
@@ -200,7 +211,9 @@ class PostgresStore:
             "WHERE c.bucket = v.bucket",
             (names, [state[b][0] for b in names], [state[b][1] for b in names]),
         )
-        return AdmitResult(ok=True, used=[u + c.amount for u, c in zip(used, counters, strict=True)])
+        return AdmitResult(
+            ok=True, used=[u + c.amount for u, c in zip(used, counters, strict=True)]
+        )
 
     @staticmethod
     async def _renew(conn: AsyncConnection[Any], owner: str, until: float) -> None:
@@ -234,9 +247,8 @@ class PostgresStore:
         then: Callable[[], None] | None = None,
     ) -> None:
         if deltas or hold is not None:
-            pool = await self._open()
             now = time.time()
-            async with pool.connection() as conn:
+            async with self._conn() as conn:
                 extra: list[tuple[str, int, float]] = []
                 if hold is not None:
                     cur = await conn.execute(
@@ -255,8 +267,7 @@ class PostgresStore:
             await asyncio.to_thread(then)
 
     async def progress(self, owner: str, lease_s: float, charges: dict[str, int]) -> None:
-        pool = await self._open()
-        async with pool.connection() as conn, conn.pipeline():
+        async with self._conn() as conn, conn.pipeline():
             await self._renew(conn, owner, time.time() + lease_s)
             if charges:
                 await conn.execute(
@@ -271,9 +282,8 @@ class PostgresStore:
     )
 
     async def reclaim(self) -> list[str]:
-        pool = await self._open()
         now = time.time()
-        async with pool.connection() as conn:
+        async with self._conn() as conn:
             cur = await conn.execute(f"SELECT 1 {self._EXPIRED} LIMIT 1", (now,))
             if await cur.fetchone() is None:
                 return []  # the usual case: nothing locked, nothing written
@@ -298,8 +308,7 @@ class PostgresStore:
     async def owners_alive(self, owners: list[str]) -> set[str]:
         if not owners:
             return set()
-        pool = await self._open()
-        async with pool.connection() as conn:
+        async with self._conn() as conn:
             cur = await conn.execute(
                 "SELECT owner FROM owners WHERE owner = ANY(%s) AND expires > %s",
                 (owners, time.time()),
@@ -318,21 +327,18 @@ class PostgresStore:
     async def peek(self, buckets: list[str]) -> list[int]:
         if not buckets:
             return []
-        pool = await self._open()
-        async with pool.connection() as conn:
+        async with self._conn() as conn:
             return await self._peek(conn, buckets, time.time())
 
     # -- key-value --------------------------------------------------------------------------
     async def kv_get(self, key: str) -> tuple[dict[str, Any] | None, int]:
-        pool = await self._open()
-        async with pool.connection() as conn:
+        async with self._conn() as conn:
             cur = await conn.execute("SELECT v, version FROM kv WHERE k=%s", (key,))
             row = await cur.fetchone()
         return (dict(row[0]), int(row[1])) if row else (None, 0)
 
     async def kv_put(self, key: str, value: dict[str, Any]) -> int:
-        pool = await self._open()
-        async with pool.connection() as conn:
+        async with self._conn() as conn:
             cur = await conn.execute(
                 "INSERT INTO kv AS t (k, v, version) VALUES(%s,%s,1) ON CONFLICT (k) DO UPDATE "
                 "SET v=excluded.v, version=t.version+1 RETURNING version",
@@ -343,8 +349,7 @@ class PostgresStore:
         return int(row[0])
 
     async def kv_cas(self, key: str, value: dict[str, Any], version: int) -> bool:
-        pool = await self._open()
-        async with pool.connection() as conn:
+        async with self._conn() as conn:
             if version == 0:
                 cur = await conn.execute(
                     "INSERT INTO kv(k, v, version) VALUES(%s,%s,1) ON CONFLICT (k) DO NOTHING",
@@ -358,17 +363,15 @@ class PostgresStore:
             return cur.rowcount == 1
 
     async def kv_list(self, prefix: str) -> list[tuple[str, dict[str, Any]]]:
-        pool = await self._open()
-        async with pool.connection() as conn:
+        async with self._conn() as conn:
             cur = await conn.execute(
-                "SELECT k, v FROM kv WHERE starts_with(k, %s) ORDER BY k COLLATE \"C\"",
+                'SELECT k, v FROM kv WHERE starts_with(k, %s) ORDER BY k COLLATE "C"',
                 (prefix,),
             )
             return [(str(k), dict(v)) for k, v in await cur.fetchall()]
 
     async def kv_delete(self, key: str) -> None:
-        pool = await self._open()
-        async with pool.connection() as conn:
+        async with self._conn() as conn:
             await conn.execute("DELETE FROM kv WHERE k=%s", (key,))
 
     async def close(self) -> None:

@@ -237,17 +237,24 @@ def usage(
 
 
 @app.command()
-def migrate(config: ConfigOpt = None, json_: JsonOpt = False) -> None:
+def migrate(
+    config: ConfigOpt = None,
+    dsn_env: Annotated[
+        str | None,
+        typer.Option(help="Env var holding the DSN (default: the config's state.dsn_env)."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
     """Bring the PostgreSQL schema (state kind postgres) to the revision this version needs."""
     from gateway import migrations
     from gateway.config import load_config
 
     cfg = load_config(config)
-    if cfg.state.kind != "postgres" or not cfg.state.dsn_env:
+    env = dsn_env or (cfg.state.dsn_env if cfg.state.kind == "postgres" else None)
+    if env is None:
         out: dict[str, Any] = {"kind": cfg.state.kind, "migrated": False}
         msg = f"state kind is {cfg.state.kind}: nothing to migrate (its tables create themselves)"
     else:
-        env = cfg.state.dsn_env
         res = migrations.upgrade(migrations.dsn_from_env(env), env)
         out = {"kind": "postgres", "migrated": True, "dsn_env": env, "before": res.before,
                "revision": res.after, "applied": res.applied}  # fmt: skip

@@ -64,9 +64,7 @@ def pg_dsn(_pg_migrated: str) -> str:
     import psycopg
 
     with psycopg.connect(_pg_migrated, autocommit=True) as c:
-        c.execute(
-            "TRUNCATE counters, kv, holds, owners, usage, scores, captures, feedback"
-        )
+        c.execute("TRUNCATE counters, kv, holds, owners, usage, scores, captures, feedback")
     return _pg_migrated
 
 

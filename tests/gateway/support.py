@@ -254,7 +254,9 @@ def _pg_bin(name: str) -> str | None:
     found = shutil.which(name)
     if found:
         return found
-    cands = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
+    cands = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4])
+    )
     return cands[-1] if cands else None
 
 
@@ -265,6 +267,12 @@ class PgServer:
     dsn: str
     ctl: list[str]  # the pg_ctl command line up to the action
     opts: str
+    data: str  # the cluster's directory (postmaster.pid: the server's process id)
+
+    def pid(self) -> int:
+        from pathlib import Path
+
+        return int(Path(self.data, "postmaster.pid").read_text().split()[0])
 
     def stop(self) -> None:
         import subprocess
@@ -280,11 +288,12 @@ class PgServer:
 
 
 @contextmanager
-def postgres_server() -> Iterator[PgServer]:
+def postgres_server(durable: bool = False) -> Iterator[PgServer]:
     """A throwaway PostgreSQL server (``initdb`` + ``pg_ctl``) in a temp dir on a free loopback
-    port, trust auth, fsync off.  PostgreSQL refuses to run as root, so as root the server runs
-    as the ``postgres`` user (created by the Debian package) through ``runuser``.  Skips only
-    when the server binaries are missing."""
+    port, trust auth; fsync off unless ``durable`` (benchmarks: fsync on, commits not waited for,
+    like SQLite's WAL with synchronous=NORMAL).  PostgreSQL refuses to run as root, so as root
+    the server runs as the ``postgres`` user (created by the Debian package) through
+    ``runuser``.  Skips only when the server binaries are missing."""
     import os
     import shutil
     import subprocess
@@ -312,12 +321,15 @@ def postgres_server() -> Iterator[PgServer]:
     port = free_port()
     opts = (
         f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={data} "
-        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        "-c synchronous_commit=off -c max_connections=300"
     )
+    if not durable:
+        opts += " -c fsync=off -c full_page_writes=off"
     server = PgServer(
         f"postgresql://postgres@127.0.0.1:{port}/postgres",
         [*prefix, pg_ctl, "-D", f"{data}/db", "-l", f"{data}/log"],
         opts,
+        f"{data}/db",
     )
     try:
         subprocess.run(

@@ -82,7 +82,10 @@ def test_streaming_rows_progress_and_interrupt(ledger: UsageLedger) -> None:
     assert ledger.interrupt_sync(["gw-b"], ["s3"]) == 2
     for rid in ("s2", "s3"):
         r = ledger.get(rid)
-        assert r is not None and (r["outcome"], r["error_code"]) == ("interrupted", "gateway_stopped")
+        assert r is not None and (r["outcome"], r["error_code"]) == (
+            "interrupted",
+            "gateway_stopped",
+        )
     assert ledger.interrupt_sync([], []) == 0
     assert ledger.streaming_owners_sync("gw-x") == ["gw-a"]
 

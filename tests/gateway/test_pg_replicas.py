@@ -28,7 +28,8 @@ MSG = [{"role": "user", "content": "hi"}]
 def _config(upstream: str, state: str) -> str:
     return (
         "deployments:\n"
-        f"  - {{name: up, backend: openai_compatible, base_url: '{upstream}', max_retries: 0}}\n"
+        f"  - {{name: up, backend: openai_compatible, base_url: '{upstream}', max_retries: 0,"
+        " connect_timeout_s: 30, timeout_s: 120}\n"  # a loaded machine: the mock is slow to accept
         "models:\n"
         "  - {name: gpt-test, deployments: [{deployment: up}]}\n"
         f"state: {state}\n"
@@ -67,7 +68,9 @@ def _kill9_under_load(urls: list[str], key: str, victim: object) -> list[str]:
 
     def load(i: int) -> None:
         url = urls[i % len(urls)]
-        with httpx.Client(base_url=url, timeout=10, headers={"authorization": f"Bearer {key}"}) as c:
+        with httpx.Client(
+            base_url=url, timeout=10, headers={"authorization": f"Bearer {key}"}
+        ) as c:
             n = 0
             while not stop.is_set():
                 n += 1
@@ -94,10 +97,19 @@ def _kill9_under_load(urls: list[str], key: str, victim: object) -> list[str]:
     return delivered
 
 
+def _new_key(url: str, limits: dict[str, object]) -> str:
+    r = httpx.post(
+        url + "/admin/keys",
+        json=limits,
+        headers={"authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=30,
+    )
+    r.raise_for_status()
+    return str(r.json()["key"])
+
+
 def _quota_and_usage(urls: list[str], pg_dsn: str, cfg_file: str, n: int, quota: int) -> None:
-    r = httpx.post(urls[0] + "/admin/keys", json={"quota": quota, "period": "day"},
-                   headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)  # fmt: skip
-    key = r.json()["key"]  # created on one replica, valid on all
+    key = _new_key(urls[0], {"quota": quota, "period": "day"})  # valid on every replica
     res = _burst(urls, key, n)
     ok = [r for r in res if r.status_code == 200]
     assert ok and {r.status_code for r in res} <= {200, 429}, {r.status_code for r in res}
@@ -147,14 +159,14 @@ def test_three_replica_processes_thousand_concurrent_and_kill9(
     state = "{kind: postgres, dsn_env: GENAIOPS_PG_DSN"
     if counters == "redis":
         state += f", redis_url: '{request.getfixturevalue('redis_url')}'"
-    with mock_upstream_server() as up:
-        with gateway_processes(_config(up, state + "}"), tmp_path / "home", n=3) as gps:
-            urls = [g.url for g in gps]
-            cfg_file = str(tmp_path / "home" / "gateway.yaml")
-            _quota_and_usage(urls, pg_dsn, cfg_file, 1000, 10_000)
-            big = httpx.post(urls[1] + "/admin/keys", json={},
-                             headers={"authorization": f"Bearer {ADMIN_KEY}"}, timeout=30)  # fmt: skip
-            delivered = _kill9_under_load(urls, big.json()["key"], gps[0].proc)
+    with (
+        mock_upstream_server() as up,
+        gateway_processes(_config(up, state + "}"), tmp_path / "home", n=3) as gps,
+    ):
+        urls = [g.url for g in gps]
+        cfg_file = str(tmp_path / "home" / "gateway.yaml")
+        _quota_and_usage(urls, pg_dsn, cfg_file, 1000, 10_000)
+        delivered = _kill9_under_load(urls, _new_key(urls[1], {}), gps[0].proc)
     assert len(delivered) > 20
     with psycopg.connect(pg_dsn) as db:
         ids = {r[0] for r in db.execute("SELECT request_id FROM usage").fetchall()}

@@ -30,7 +30,15 @@ def _bucket(gw: Running, kind: str) -> int:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0.012, "12ms"), (6, "6s"), (59.0, "59s"), (59.2, "1m0s"), (60, "1m0s"), (63, "1m3s"), (3600, "1h0m0s")],
+    [
+        (0.012, "12ms"),
+        (6, "6s"),
+        (59.0, "59s"),
+        (59.2, "1m0s"),
+        (60, "1m0s"),
+        (63, "1m3s"),
+        (3600, "1h0m0s"),
+    ],
 )
 def test_reset_durations_are_go_duration_strings(seconds: float, text: str):
     """OpenAI sends Go ``time.Duration`` strings (``6m0s``): a whole minute is ``1m0s``, never
