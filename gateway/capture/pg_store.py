@@ -2,7 +2,7 @@
 of ``state: {kind: postgres}``, shared by every gateway replica and the offline tools.
 
 Same tables and semantics as :class:`~gateway.capture.store.SQLiteCaptureStore` (the contract
-suite ``tests/gateway/test_capture_store.py`` runs on both); a record is stored whole as JSONB.
+suite ``tests/gateway/test_capture_store.py`` runs on both); a record is stored whole as JSON.
 
     >>> store = PgCaptureStore("postgresql://gw@db/gw")                 # doctest: +SKIP
     >>> store.query(since=time.time() - 3600, alias="chat")             # doctest: +SKIP
@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json
 
 from gateway.capture.records import CaptureCounts, CaptureRecord, FeedbackRecord
 from gateway.capture.store import FEEDBACK_GROUPS
-from gateway.state.pg_ledger import SyncPool
+from gateway.state.pg_ledger import SyncPool, pg_text
 
 __all__ = ["PgCaptureStore"]
 
@@ -85,8 +85,9 @@ class PgCaptureStore:
     def add_many(self, records: Iterable[CaptureRecord]) -> int:
         rows = {  # a repeated id in one batch: the last one wins (one upsert per row)
             r.request_id: (
-                r.request_id, r.ts, r.key_id, r.team, r.alias, r.deployment,
-                r.metadata.flow_variant, r.metadata.session, Jsonb(r.model_dump(mode="json")),
+                *(pg_text(v) for v in (r.request_id, r.ts, r.key_id, r.team, r.alias,
+                                       r.deployment, r.metadata.flow_variant, r.metadata.session)),
+                Json(r.model_dump(mode="json")),
             )
             for r in records
         }  # fmt: skip
@@ -134,20 +135,25 @@ class PgCaptureStore:
     def put_feedback(self, record: FeedbackRecord) -> tuple[FeedbackRecord, bool]:
         with self._pool.connection() as c:
             row = c.execute(
+                "SELECT record FROM feedback WHERE request_id=%s AND key_id=%s FOR UPDATE",
+                (record.request_id, record.key_id),
+            ).fetchone()  # the whole record: PostgreSQL's ->> refuses a \u0000 anywhere in it
+            if row is not None:  # a repeat keeps the first `created`
+                first = FeedbackRecord.model_validate(row[0]).created
+                record = record.model_copy(update={"created": first})
+            done = c.execute(
                 "INSERT INTO feedback(request_id, key_id, ts, rating, score, alias, deployment, "
                 "team, flow_variant, record) VALUES(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
                 "ON CONFLICT (request_id, key_id) DO UPDATE SET ts=excluded.ts, "
                 "rating=excluded.rating, score=excluded.score, alias=excluded.alias, "
                 "deployment=excluded.deployment, team=excluded.team, "
-                "flow_variant=excluded.flow_variant, record=jsonb_set(excluded.record, "
-                "'{created}', COALESCE(feedback.record->'created', excluded.record->'created')) "
-                "RETURNING record, (xmax = 0)",  # xmax 0: the row was inserted, not updated
+                "flow_variant=excluded.flow_variant, record=excluded.record "
+                "RETURNING (xmax = 0)",  # xmax 0: inserted (another replica may have won a race)
                 (record.request_id, record.key_id, record.ts, record.rating, record.score,
                  record.alias, record.deployment, record.team, record.flow_variant,
-                 Jsonb(record.model_dump(mode="json"))),
+                 Json(record.model_dump(mode="json"))),
             ).fetchone()  # fmt: skip
-        assert row is not None
-        return FeedbackRecord.model_validate(row[0]), bool(row[1])
+        return record, bool(done and done[0])
 
     def get_feedback(self, request_id: str, key_id: str | None) -> FeedbackRecord | None:
         row = self._one("feedback", request_id, key_id)

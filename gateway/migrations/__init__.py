@@ -84,17 +84,14 @@ def head() -> str:
 
 
 def _engine(dsn: str) -> Any:
+    """A SQLAlchemy engine (what Alembic runs on) whose connections psycopg opens from the DSN
+    as given: URL or key=value form, nothing re-parsed."""
+    import psycopg
     import sqlalchemy as sa
 
-    url = dsn if "://" in dsn else None
-    if url is None:  # key=value form: hand it to psycopg untouched
-        return sa.create_engine(
-            "postgresql+psycopg://", connect_args={"conninfo": dsn}, poolclass=sa.pool.NullPool
-        )
-    url = url.replace("postgres://", "postgresql://", 1).replace(
-        "postgresql://", "postgresql+psycopg://", 1
+    return sa.create_engine(
+        "postgresql+psycopg://", creator=lambda: psycopg.connect(dsn), poolclass=sa.pool.NullPool
     )
-    return sa.create_engine(url, poolclass=sa.pool.NullPool)
 
 
 def current(dsn: str, env: str = "DSN") -> str | None:
@@ -113,8 +110,10 @@ def current(dsn: str, env: str = "DSN") -> str | None:
 
 
 def upgrade(dsn: str, env: str = "DSN", revision: str = "head") -> MigrationResult:
-    """Apply every migration up to ``revision``; safe to run again (and from several hosts:
-    Alembic runs each step in a transaction and the first one to commit wins)."""
+    """Apply every migration up to ``revision`` in one transaction; safe to run again, and from
+    several hosts at once (an advisory lock lets one migrate, the others then find nothing to
+    do)."""
+    import psycopg
     import sqlalchemy as sa
     from alembic import command
 
@@ -125,22 +124,15 @@ def upgrade(dsn: str, env: str = "DSN", revision: str = "head") -> MigrationResu
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(727101)"))  # one migrator at a time
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
-    except sa.exc.SQLAlchemyError as e:
+    except (sa.exc.SQLAlchemyError, psycopg.Error) as e:
         cause = e.orig if isinstance(e, sa.exc.DBAPIError) and e.orig is not None else e
         raise ConfigError(f"migration failed (${env}): {describe_error(cause, dsn)}") from e
     after = current(dsn, env)
-    applied = [
-        s.revision
-        for s in reversed(list(script.walk_revisions(base="base", head=after or "base")))
-        if after is not None and not _at_or_before(script, s.revision, before)
-    ]
+    applied = []
+    if after is not None and after != before:
+        steps = script.iterate_revisions(after, before or "base")
+        applied = [str(x.revision) for x in reversed(list(steps))]
     return MigrationResult(before=before, after=after, applied=applied)
-
-
-def _at_or_before(script: Any, rev: str, before: str | None) -> bool:
-    if before is None:
-        return False
-    return rev in {s.revision for s in script.walk_revisions(base="base", head=before)}
 
 
 def check(dsn: str, env: str = "DSN") -> None:

@@ -25,7 +25,7 @@ from psycopg_pool import ConnectionPool
 
 from gateway.ledger import UsageRow
 
-__all__ = ["PgLedger", "SyncPool"]
+__all__ = ["PgLedger", "SyncPool", "pg_text"]
 
 _GROUPS = {
     "key": "key_id",
@@ -43,6 +43,12 @@ _WRITE = (
     f"INSERT INTO usage({', '.join(_COLS)}) VALUES({', '.join(['%s'] * len(_COLS))}) "
     "ON CONFLICT (request_id) DO UPDATE SET " + ", ".join(f"{c}=excluded.{c}" for c in _COLS[1:])
 )
+
+
+def pg_text(v: Any) -> Any:
+    """``v`` with NUL characters replaced (U+FFFD): PostgreSQL text cannot hold them, and a
+    client's string must not turn a request into a database error."""
+    return v.replace("\x00", "\ufffd") if isinstance(v, str) and "\x00" in v else v
 
 
 class SyncPool:
@@ -91,7 +97,7 @@ class PgLedger:
         d["stream"] = int(row.stream)
         d["safety"] = json.dumps(row.safety) if row.safety else None
         with self._pool.connection() as c:
-            c.execute(_WRITE, [d[k] for k in _COLS])
+            c.execute(_WRITE, [pg_text(d[k]) for k in _COLS])
 
     async def write(self, row: UsageRow) -> None:
         await asyncio.to_thread(self.write_sync, row)

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json
 from psycopg_pool import AsyncConnectionPool
 
 from gateway.state.base import AdmitResult, Counter, Hold
+from gateway.state.pg_ledger import pg_text
 
 __all__ = ["PostgresStore"]
 
@@ -126,6 +128,10 @@ class PostgresStore:
 
     # -- counters ---------------------------------------------------------------------------
     async def admit(self, counters: list[Counter], hold: Hold | None = None) -> AdmitResult:
+        if any("\x00" in c.bucket for c in counters):  # PostgreSQL text holds no NUL
+            counters = [dataclasses.replace(c, bucket=pg_text(c.bucket)) for c in counters]
+            if hold is not None:
+                hold = dataclasses.replace(hold, buckets=[pg_text(b) for b in hold.buckets])
         now = time.time()
         async with self._conn() as conn:
             if self.counter_lock == "update" and len({c.bucket for c in counters}) == len(counters):
@@ -259,7 +265,7 @@ class PostgresStore:
                     row = await cur.fetchone()
                     if row is not None and row[0] == "reclaimed":  # gave back amount - charge
                         extra = [(b, int(row[1]) - int(row[2]), float(row[4])) for b in row[3]]
-                merged = _merge(extra + list(deltas))
+                merged = _merge(extra + [(pg_text(b), d, t) for b, d, t in deltas])
                 if merged:
                     async with conn.pipeline():
                         await self._add(conn, merged, now)
@@ -328,37 +334,40 @@ class PostgresStore:
         if not buckets:
             return []
         async with self._conn() as conn:
-            return await self._peek(conn, buckets, time.time())
+            return await self._peek(conn, [pg_text(b) for b in buckets], time.time())
 
     # -- key-value --------------------------------------------------------------------------
     async def kv_get(self, key: str) -> tuple[dict[str, Any] | None, int]:
+        key = pg_text(key)
         async with self._conn() as conn:
             cur = await conn.execute("SELECT v, version FROM kv WHERE k=%s", (key,))
             row = await cur.fetchone()
         return (dict(row[0]), int(row[1])) if row else (None, 0)
 
     async def kv_put(self, key: str, value: dict[str, Any]) -> int:
+        key = pg_text(key)
         async with self._conn() as conn:
             cur = await conn.execute(
                 "INSERT INTO kv AS t (k, v, version) VALUES(%s,%s,1) ON CONFLICT (k) DO UPDATE "
                 "SET v=excluded.v, version=t.version+1 RETURNING version",
-                (key, Jsonb(value)),
+                (key, Json(value)),
             )
             row = await cur.fetchone()
         assert row is not None
         return int(row[0])
 
     async def kv_cas(self, key: str, value: dict[str, Any], version: int) -> bool:
+        key = pg_text(key)
         async with self._conn() as conn:
             if version == 0:
                 cur = await conn.execute(
                     "INSERT INTO kv(k, v, version) VALUES(%s,%s,1) ON CONFLICT (k) DO NOTHING",
-                    (key, Jsonb(value)),
+                    (key, Json(value)),
                 )
             else:
                 cur = await conn.execute(
                     "UPDATE kv SET v=%s, version=version+1 WHERE k=%s AND version=%s",
-                    (Jsonb(value), key, version),
+                    (Json(value), key, version),
                 )
             return cur.rowcount == 1
 
@@ -371,6 +380,7 @@ class PostgresStore:
             return [(str(k), dict(v)) for k, v in await cur.fetchall()]
 
     async def kv_delete(self, key: str) -> None:
+        key = pg_text(key)
         async with self._conn() as conn:
             await conn.execute("DELETE FROM kv WHERE k=%s", (key,))
 

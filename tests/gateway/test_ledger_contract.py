@@ -102,3 +102,10 @@ def test_scores_and_deployment_stats(ledger: UsageLedger) -> None:
     assert st == {"n": 20, "errors": 2, "error_rate": 0.1, "p95_ms": 19.0, "scored": 2,
                   "mean_score": 0.5}  # fmt: skip
     assert ledger.deployment_stats("chat", "a", since=100)["n"] == 0
+
+
+def test_a_nul_character_from_a_client_is_stored_not_a_database_error(ledger: UsageLedger) -> None:
+    """PostgreSQL text cannot hold NUL: it is replaced there (U+FFFD), kept by SQLite."""
+    ledger.write_sync(row("n1", 1.0, alias="gpt\x00x", error_code="model_not_found"))
+    got = ledger.get("n1")
+    assert got is not None and got["alias"] in ("gpt\x00x", "gpt\ufffdx")
