@@ -4,8 +4,9 @@ usage ledger and its ``scores`` table.
 ``genaiops monitor`` is a batch job beside the gateway, like ``genaiops gateway usage``: it opens
 the same ledger and capture store the gateway writes (named by the gateway config: default
 SQLite under ``$GENAIOPS_HOME/gateway``, or PostgreSQL), so it runs whether or not a gateway is
-up, and the scores it writes are the ones the rollout judge reads (:meth:`Ledger.deployment_stats` joins
-``scores`` to each request's own deployment, so a canary is judged on its own answers).
+up, and the scores it writes are the ones the rollout judge reads
+(:meth:`Ledger.deployment_stats` joins ``scores`` to each request's own deployment, so a canary
+is judged on its own answers).
 
     >>> state = GatewayState.open()                                    # doctest: +SKIP
     >>> recs = state.records(since=time.time() - 3600)                 # doctest: +SKIP
