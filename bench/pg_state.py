@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -157,11 +158,21 @@ def part_gateway(pg: Any, redis_url: str, levels: list[int], total: int) -> list
     migrations.upgrade(pg.dsn)
     up_port = free_port()
     upstream = f"http://127.0.0.1:{up_port}/v1"
-    mock = start(
+    mock = subprocess.Popen(
         [sys.executable, "-m", "gateway.testing", "--port", str(up_port)],
-        env,
-        upstream.replace("/v1", "/v1/models"),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
+    deadline = time.time() + 180
+    while True:  # any HTTP answer (the mock serves only the OpenAI POST routes)
+        try:
+            httpx.get(upstream, timeout=1)
+            break
+        except httpx.HTTPError:
+            if mock.poll() is not None or time.time() > deadline:
+                raise RuntimeError("the mock upstream did not start") from None
+            time.sleep(0.2)
     states = {
         "sqlite": f"{{path: '{tmp / 'state.db'}', ledger_path: '{tmp / 'ledger.db'}'}}",
         "postgres": "{kind: postgres, dsn_env: GENAIOPS_PG_DSN}",

@@ -1,17 +1,20 @@
 """PostgreSQL state store: several gateway replicas share keys, counters and holds on one server.
 
-Every method is one transaction on a connection from a psycopg 3 async pool.  Admission is
-all-or-nothing under row locks, one of two ways (``counter_lock``; ``bench/pg_counters.py``
+Every call is one transaction on a connection from a psycopg 3 async pool.  Admission is
+all-or-nothing under row locks, one of two ways (``counter_lock``; ``bench/pg_state.py``
 measures both):
 
-* ``"update"`` (default): one conditional upsert over all buckets, in bucket order —
-  ``INSERT .. ON CONFLICT DO UPDATE SET used = used + n WHERE used + n <= limit RETURNING`` —
-  and a rollback unless every bucket came back.  One round trip for the counters.
-* ``"for_update"``: create missing rows, ``SELECT .. ORDER BY bucket FOR UPDATE``, decide in
-  Python, write back.  Two more round trips while the locks are held.
+* ``"update"`` (default): one statement — a conditional upsert over all buckets in bucket order,
+  ``INSERT .. ON CONFLICT DO UPDATE SET used = used + n WHERE used + n <= limit RETURNING``,
+  that also writes the hold and the owner's lease when every bucket had room — sent with its
+  ``BEGIN`` in one round trip, then ``COMMIT`` (or ``ROLLBACK`` when a bucket had none).
+* ``"for_update"``: ``BEGIN``, create missing rows, ``SELECT .. ORDER BY bucket FOR UPDATE``,
+  decide in Python, write back, ``COMMIT``: three more round trips with the locks held.
 
-Locks are always taken in bucket order, so concurrent admissions over overlapping buckets
-cannot deadlock.  The tables come from the Alembic migrations in :mod:`gateway.migrations`.
+Settlement is one round trip too (``BEGIN``, release the hold, add the deltas, ``COMMIT`` sent
+together in pipeline mode).  Locks are always taken in bucket order, so concurrent admissions
+over overlapping buckets cannot deadlock.  The tables come from the Alembic migrations in
+:mod:`gateway.migrations`.
 
     >>> store = PostgresStore("postgresql://gw@db/gw")                   # doctest: +SKIP
     >>> await store.admit([Counter("k1:tpm:2921", 1000, 300, 60)])        # doctest: +SKIP
@@ -26,6 +29,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.types.json import Json
 from psycopg_pool import AsyncConnectionPool
@@ -38,20 +42,43 @@ __all__ = ["PostgresStore"]
 _TOMBSTONE_S = 86400.0  # a reclaimed hold is remembered this long for its late settlement
 _GC_EVERY_S = 60.0
 
-_UPSERT_IF_ROOM = """
+# One statement (sent with its BEGIN in one round trip): upsert every bucket that has room and,
+# when all of them had, write the hold and the owner's lease; the caller then commits, or rolls
+# back the buckets that were counted when one had no room.
+_ADMIT = """
+WITH v AS (
+  SELECT * FROM unnest(%(buckets)s::text[], %(amounts)s::bigint[], %(limits)s::bigint[],
+                       %(ttls)s::float8[]) AS v(bucket, amount, lim, ttl)),
+up AS (
+  INSERT INTO counters AS c (bucket, used, expires)
+  SELECT bucket, amount, %(now)s + ttl FROM v WHERE amount <= lim ORDER BY bucket
+  ON CONFLICT (bucket) DO UPDATE
+     SET used = (CASE WHEN c.expires > %(now)s THEN c.used ELSE 0 END) + excluded.used,
+         expires = CASE WHEN c.expires > %(now)s THEN c.expires ELSE excluded.expires END
+   WHERE (CASE WHEN c.expires > %(now)s THEN c.used ELSE 0 END) + excluded.used
+         <= (SELECT lim FROM v WHERE v.bucket = c.bucket)
+  RETURNING c.bucket, c.used),
+room AS (SELECT 1 FROM (SELECT count(*) AS n FROM up) AS k WHERE k.n = %(n)s),
+h AS (
+  INSERT INTO holds(id, owner, amount, charge, buckets, ttl, state, expires)
+  SELECT %(hid)s, %(owner)s, %(hamount)s, 0, %(hbuckets)s::text[], %(httl)s, 'active', %(htomb)s
+    FROM room WHERE %(hold)s
+  ON CONFLICT (id) DO UPDATE SET owner=excluded.owner, amount=excluded.amount, charge=0,
+     buckets=excluded.buckets, ttl=excluded.ttl, state='active', expires=excluded.expires),
+o AS (
+  INSERT INTO owners AS o (owner, expires) SELECT %(owner)s, %(until)s FROM room WHERE %(hold)s
+  ON CONFLICT (owner) DO UPDATE SET expires = GREATEST(o.expires, excluded.expires))
+SELECT bucket, used FROM up
+"""
+
+# A settled hold that was reclaimed meanwhile gets back what the reclaim gave back.
+_RELEASE = """
+WITH d AS (DELETE FROM holds WHERE id = %(hold)s RETURNING state, amount, charge, buckets, ttl),
+x AS (SELECT b AS bucket, sum(amount - charge) AS delta, max(ttl) AS ttl
+        FROM d, unnest(d.buckets) AS b WHERE state = 'reclaimed' GROUP BY b)
 INSERT INTO counters AS c (bucket, used, expires)
-SELECT v.bucket, v.amount, %(now)s + v.ttl
-  FROM unnest(%(buckets)s::text[], %(amounts)s::bigint[], %(limits)s::bigint[],
-              %(ttls)s::float8[]) AS v(bucket, amount, lim, ttl)
- WHERE v.amount <= v.lim
- ORDER BY v.bucket
-ON CONFLICT (bucket) DO UPDATE
-   SET used = (CASE WHEN c.expires > %(now)s THEN c.used ELSE 0 END) + excluded.used,
-       expires = CASE WHEN c.expires > %(now)s THEN c.expires ELSE excluded.expires END
- WHERE (CASE WHEN c.expires > %(now)s THEN c.used ELSE 0 END) + excluded.used
-       <= (SELECT lim FROM unnest(%(buckets)s::text[], %(limits)s::bigint[]) AS l(b, lim)
-            WHERE l.b = c.bucket)
-RETURNING bucket, used
+SELECT bucket, GREATEST(0, delta), %(now)s + ttl FROM x ORDER BY bucket
+ON CONFLICT (bucket) DO UPDATE SET used = GREATEST(0, c.used + excluded.used)
 """
 
 _ADD = """
@@ -112,6 +139,7 @@ class PostgresStore:
                     max_size=self.pool_size,
                     timeout=self.timeout_s,
                     reconnect_timeout=self.timeout_s,
+                    kwargs={"autocommit": True},  # one statement, one transaction
                     open=False,
                     name="genaiops-state",
                 )
@@ -121,7 +149,8 @@ class PostgresStore:
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[AsyncConnection[Any]]:
-        """A connection in a transaction: committed on exit, rolled back on an error."""
+        """A connection in autocommit mode: each statement is a transaction of its own;
+        ``conn.transaction()`` (inside ``conn.pipeline()``: still one round trip) for more."""
         pool = await self._open()
         async with self._slots, pool.connection() as conn:
             yield conn
@@ -135,29 +164,15 @@ class PostgresStore:
         now = time.time()
         async with self._conn() as conn:
             if self.counter_lock == "update" and len({c.bucket for c in counters}) == len(counters):
-                res = await self._admit_upsert(conn, counters, now)
+                res = await self._admit_upsert(conn, counters, hold, now)
             else:
-                res = await self._admit_locked(conn, counters, now)
-            if not res.ok:
-                await conn.rollback()
-                if res.failed is not None and self.counter_lock == "update":
-                    (cur,) = await self._peek(conn, [counters[res.failed].bucket], now)
-                    res = AdmitResult(ok=False, used=[*res.used[:-1], cur], failed=res.failed)
-                return res
-            async with conn.pipeline():
-                if hold is not None:
-                    ttl = max((c.ttl_s for c in counters), default=60.0)
-                    await conn.execute(
-                        "INSERT INTO holds(id, owner, amount, charge, buckets, ttl, state, expires)"
-                        " VALUES(%s,%s,%s,0,%s,%s,'active',%s) ON CONFLICT (id) DO UPDATE SET "
-                        "owner=excluded.owner, amount=excluded.amount, charge=0, "
-                        "buckets=excluded.buckets, ttl=excluded.ttl, state='active', "
-                        "expires=excluded.expires",
-                        (hold.id, hold.owner, hold.amount, hold.buckets, ttl, now + _TOMBSTONE_S),
-                    )
-                    await self._renew(conn, hold.owner, now + hold.lease_s)
-                if now - self._last_gc > _GC_EVERY_S:
-                    self._last_gc = now
+                async with conn.transaction():
+                    res = await self._admit_locked(conn, counters, now)
+                    if res.ok and hold is not None:  # (refused: nothing but empty rows written)
+                        await self._record_hold(conn, counters, hold, now)
+            if now - self._last_gc > _GC_EVERY_S:
+                self._last_gc = now
+                async with conn.pipeline():
                     await conn.execute("DELETE FROM counters WHERE expires < %s", (now - 60,))
                     await conn.execute(
                         "DELETE FROM holds WHERE state='reclaimed' AND expires < %s", (now,)
@@ -168,24 +183,43 @@ class PostgresStore:
         return res
 
     async def _admit_upsert(
-        self, conn: AsyncConnection[Any], counters: list[Counter], now: float
+        self, conn: AsyncConnection[Any], counters: list[Counter], hold: Hold | None, now: float
     ) -> AdmitResult:
-        cur = await conn.execute(
-            _UPSERT_IF_ROOM,
-            {
-                "now": now,
-                "buckets": [c.bucket for c in counters],
-                "amounts": [c.amount for c in counters],
-                "limits": [c.limit for c in counters],
-                "ttls": [c.ttl_s for c in counters],
-            },
-        )
-        after = {str(b): int(u) for b, u in await cur.fetchall()}
-        for i, c in enumerate(counters):
-            if c.bucket not in after:
-                before = [after[x.bucket] - x.amount for x in counters[:i]]
-                return AdmitResult(ok=False, used=[*before, 0], failed=i)
-        return AdmitResult(ok=True, used=[after[c.bucket] for c in counters])
+        ttl = max((c.ttl_s for c in counters), default=60.0)
+        params = {
+            "now": now,
+            "n": len(counters),
+            "buckets": [c.bucket for c in counters],
+            "amounts": [c.amount for c in counters],
+            "limits": [c.limit for c in counters],
+            "ttls": [c.ttl_s for c in counters],
+            "hold": hold is not None,
+            "hid": hold.id if hold else None,
+            "owner": hold.owner if hold else None,
+            "hamount": hold.amount if hold else None,
+            "hbuckets": hold.buckets if hold else None,
+            "httl": ttl,
+            "htomb": now + _TOMBSTONE_S,
+            "until": now + hold.lease_s if hold else None,
+        }
+        try:
+            async with conn.pipeline() as p:
+                await conn.execute("BEGIN")
+                cur = await conn.execute(_ADMIT, params)
+                await p.sync()
+            after = {str(b): int(u) for b, u in await cur.fetchall()}
+            ok = len(after) == len(counters)
+            await conn.execute("COMMIT" if ok else "ROLLBACK")
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute("ROLLBACK")
+            raise
+        if ok:
+            return AdmitResult(ok=True, used=[after[c.bucket] for c in counters])
+        i = next(i for i, c in enumerate(counters) if c.bucket not in after)
+        before = [after[c.bucket] - c.amount for c in counters[:i]]
+        (cur_used,) = await self._peek(conn, [counters[i].bucket], now)
+        return AdmitResult(ok=False, used=[*before, cur_used], failed=i)
 
     async def _admit_locked(
         self, conn: AsyncConnection[Any], counters: list[Counter], now: float
@@ -221,6 +255,21 @@ class PostgresStore:
             ok=True, used=[u + c.amount for u, c in zip(used, counters, strict=True)]
         )
 
+    @classmethod
+    async def _record_hold(
+        cls, conn: AsyncConnection[Any], counters: list[Counter], hold: Hold, now: float
+    ) -> None:
+        ttl = max((c.ttl_s for c in counters), default=60.0)
+        await conn.execute(
+            "INSERT INTO holds(id, owner, amount, charge, buckets, ttl, state, expires)"
+            " VALUES(%s,%s,%s,0,%s,%s,'active',%s) ON CONFLICT (id) DO UPDATE SET "
+            "owner=excluded.owner, amount=excluded.amount, charge=0, "
+            "buckets=excluded.buckets, ttl=excluded.ttl, state='active', "
+            "expires=excluded.expires",
+            (hold.id, hold.owner, hold.amount, hold.buckets, ttl, now + _TOMBSTONE_S),
+        )
+        await cls._renew(conn, hold.owner, now + hold.lease_s)
+
     @staticmethod
     async def _renew(conn: AsyncConnection[Any], owner: str, until: float) -> None:
         await conn.execute(
@@ -254,26 +303,17 @@ class PostgresStore:
     ) -> None:
         if deltas or hold is not None:
             now = time.time()
-            async with self._conn() as conn:
-                extra: list[tuple[str, int, float]] = []
-                if hold is not None:
-                    cur = await conn.execute(
-                        "DELETE FROM holds WHERE id=%s RETURNING state, amount, charge, buckets, "
-                        "ttl",
-                        (hold,),
-                    )
-                    row = await cur.fetchone()
-                    if row is not None and row[0] == "reclaimed":  # gave back amount - charge
-                        extra = [(b, int(row[1]) - int(row[2]), float(row[4])) for b in row[3]]
-                merged = _merge(extra + [(pg_text(b), d, t) for b, d, t in deltas])
+            merged = _merge([(pg_text(b), d, t) for b, d, t in deltas])
+            async with self._conn() as conn, conn.pipeline(), conn.transaction():
+                if hold is not None:  # one round trip: BEGIN, release, add, COMMIT
+                    await conn.execute(_RELEASE, {"hold": hold, "now": now})
                 if merged:
-                    async with conn.pipeline():
-                        await self._add(conn, merged, now)
+                    await self._add(conn, merged, now)
         if then is not None:
             await asyncio.to_thread(then)
 
     async def progress(self, owner: str, lease_s: float, charges: dict[str, int]) -> None:
-        async with self._conn() as conn, conn.pipeline():
+        async with self._conn() as conn, conn.pipeline(), conn.transaction():
             await self._renew(conn, owner, time.time() + lease_s)
             if charges:
                 await conn.execute(
@@ -293,16 +333,16 @@ class PostgresStore:
             cur = await conn.execute(f"SELECT 1 {self._EXPIRED} LIMIT 1", (now,))
             if await cur.fetchone() is None:
                 return []  # the usual case: nothing locked, nothing written
-            cur = await conn.execute(
-                f"SELECT id, amount, charge, buckets, ttl {self._EXPIRED} ORDER BY id "
-                "FOR UPDATE SKIP LOCKED",
-                (now,),
-            )
-            rows = await cur.fetchall()
-            if not rows:
-                return []
-            gives = [(b, int(c) - int(a), float(t)) for _, a, c, bs, t in rows for b in bs]
-            async with conn.pipeline():
+            async with conn.transaction():
+                cur = await conn.execute(
+                    f"SELECT id, amount, charge, buckets, ttl {self._EXPIRED} ORDER BY id "
+                    "FOR UPDATE SKIP LOCKED",
+                    (now,),
+                )
+                rows = await cur.fetchall()
+                if not rows:
+                    return []
+                gives = [(b, int(c) - int(a), float(t)) for _, a, c, bs, t in rows for b in bs]
                 if gives:
                     await self._add(conn, _merge(gives), now)
                 await conn.execute(
