@@ -49,6 +49,14 @@ def _pct(xs: list[float]) -> tuple[float, float]:
     return round(float(np.percentile(ms, 50)), 3), round(float(np.percentile(ms, 99)), 3)
 
 
+def _pg_cpu(pid: int) -> float:
+    """CPU seconds of a PostgreSQL server: the postmaster, its live backends (children) and
+    the backends that already exited (the postmaster's cutime + cstime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    reaped = sum(int(x) for x in fields[13:15]) / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(pid) + reaped
+
+
 def _redis_cpu(url: str) -> float:
     import redis
 
@@ -123,9 +131,9 @@ def part_counters(pg: Any, redis_url: str, concurrency: int, total: int) -> list
             finally:
                 await store.close()
 
-        s0 = cpu_seconds(pg.pid()) if server == "pg" else _redis_cpu(redis_url) if server else 0
+        s0 = _pg_cpu(pg.pid()) if server == "pg" else _redis_cpu(redis_url) if server else 0
         r = asyncio.run(go())
-        s1 = cpu_seconds(pg.pid()) if server == "pg" else _redis_cpu(redis_url) if server else 0
+        s1 = _pg_cpu(pg.pid()) if server == "pg" else _redis_cpu(redis_url) if server else 0
         r["server_cpu_ms"] = round((s1 - s0) * 1000 / r["n"], 3) if server else None
         r["store"], r["concurrency"] = name, concurrency
         print(f"  counters {name} c={concurrency}: {r}", flush=True)
@@ -206,12 +214,12 @@ def part_gateway(pg: Any, redis_url: str, levels: list[int], total: int) -> list
                 for c in levels:
                     servers = [("pg", pg.pid())] if name.startswith("postgres") else []
                     g0 = cpu_seconds(gw.pid)
-                    d0 = sum(cpu_seconds(p) for _, p in servers)
+                    d0 = sum(_pg_cpu(p) for _, p in servers)
                     r0 = _redis_cpu(redis_url) if "redis" in name else 0.0
                     res = asyncio.run(load(url + "/v1/chat/completions", headers, c, total, body))
                     n = res["n"] + min(50, total)  # load() warms up with 50 requests first
                     res["gateway_cpu_ms"] = round((cpu_seconds(gw.pid) - g0) * 1000 / n, 3)
-                    db = sum(cpu_seconds(p) for _, p in servers) - d0
+                    db = sum(_pg_cpu(p) for _, p in servers) - d0
                     db += (_redis_cpu(redis_url) - r0) if "redis" in name else 0.0
                     res["db_cpu_ms"] = (
                         round(db * 1000 / n, 3) if servers or "redis" in name else None

@@ -4,12 +4,13 @@ Every call is one transaction on a connection from a psycopg 3 async pool.  Admi
 all-or-nothing under row locks, one of two ways (``counter_lock``; ``bench/pg_state.py``
 measures both):
 
-* ``"update"`` (default): one statement — a conditional upsert over all buckets in bucket order,
-  ``INSERT .. ON CONFLICT DO UPDATE SET used = used + n WHERE used + n <= limit RETURNING``,
-  that also writes the hold and the owner's lease when every bucket had room — sent with its
-  ``BEGIN`` in one round trip, then ``COMMIT`` (or ``ROLLBACK`` when a bucket had none).
+* ``"update"`` (default): one call of ``gw_admit`` (a PL/pgSQL function of the migrations):
+  a conditional upsert over all buckets in bucket order, ``INSERT .. ON CONFLICT DO UPDATE SET
+  used = used + n WHERE used + n <= limit RETURNING``, rolled back unless every bucket had room,
+  then the hold and the owner's lease.  One round trip; the row locks are held only while the
+  server runs it (no client round trip inside the transaction).
 * ``"for_update"``: ``BEGIN``, create missing rows, ``SELECT .. ORDER BY bucket FOR UPDATE``,
-  decide in Python, write back, ``COMMIT``: three more round trips with the locks held.
+  decide in Python, write back, ``COMMIT``: four round trips with the locks held across three.
 
 Settlement is one round trip too (``BEGIN``, release the hold, add the deltas, ``COMMIT`` sent
 together in pipeline mode).  Locks are always taken in bucket order, so concurrent admissions
@@ -29,7 +30,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
-import psycopg
 from psycopg import AsyncConnection
 from psycopg.types.json import Json
 from psycopg_pool import AsyncConnectionPool
@@ -42,34 +42,11 @@ __all__ = ["PostgresStore"]
 _TOMBSTONE_S = 86400.0  # a reclaimed hold is remembered this long for its late settlement
 _GC_EVERY_S = 60.0
 
-# One statement (sent with its BEGIN in one round trip): upsert every bucket that has room and,
-# when all of them had, write the hold and the owner's lease; the caller then commits, or rolls
-# back the buckets that were counted when one had no room.
-_ADMIT = """
-WITH v AS (
-  SELECT * FROM unnest(%(buckets)s::text[], %(amounts)s::bigint[], %(limits)s::bigint[],
-                       %(ttls)s::float8[]) AS v(bucket, amount, lim, ttl)),
-up AS (
-  INSERT INTO counters AS c (bucket, used, expires)
-  SELECT bucket, amount, %(now)s + ttl FROM v WHERE amount <= lim ORDER BY bucket
-  ON CONFLICT (bucket) DO UPDATE
-     SET used = (CASE WHEN c.expires > %(now)s THEN c.used ELSE 0 END) + excluded.used,
-         expires = CASE WHEN c.expires > %(now)s THEN c.expires ELSE excluded.expires END
-   WHERE (CASE WHEN c.expires > %(now)s THEN c.used ELSE 0 END) + excluded.used
-         <= (SELECT lim FROM v WHERE v.bucket = c.bucket)
-  RETURNING c.bucket, c.used),
-room AS (SELECT 1 FROM (SELECT count(*) AS n FROM up) AS k WHERE k.n = %(n)s),
-h AS (
-  INSERT INTO holds(id, owner, amount, charge, buckets, ttl, state, expires)
-  SELECT %(hid)s, %(owner)s, %(hamount)s, 0, %(hbuckets)s::text[], %(httl)s, 'active', %(htomb)s
-    FROM room WHERE %(hold)s
-  ON CONFLICT (id) DO UPDATE SET owner=excluded.owner, amount=excluded.amount, charge=0,
-     buckets=excluded.buckets, ttl=excluded.ttl, state='active', expires=excluded.expires),
-o AS (
-  INSERT INTO owners AS o (owner, expires) SELECT %(owner)s, %(until)s FROM room WHERE %(hold)s
-  ON CONFLICT (owner) DO UPDATE SET expires = GREATEST(o.expires, excluded.expires))
-SELECT bucket, used FROM up
-"""
+# gw_admit (migration 0001): the conditional upsert, the hold and the lease in one call
+_ADMIT = (
+    "SELECT gw_admit(%s::text[], %s::bigint[], %s::bigint[], %s::float8[], %s, %s, %s, %s, "
+    "%s::text[], %s, %s, %s)"
+)
 
 # A settled hold that was reclaimed meanwhile gets back what the reclaim gave back.
 _RELEASE = """
@@ -186,40 +163,31 @@ class PostgresStore:
         self, conn: AsyncConnection[Any], counters: list[Counter], hold: Hold | None, now: float
     ) -> AdmitResult:
         ttl = max((c.ttl_s for c in counters), default=60.0)
-        params = {
-            "now": now,
-            "n": len(counters),
-            "buckets": [c.bucket for c in counters],
-            "amounts": [c.amount for c in counters],
-            "limits": [c.limit for c in counters],
-            "ttls": [c.ttl_s for c in counters],
-            "hold": hold is not None,
-            "hid": hold.id if hold else None,
-            "owner": hold.owner if hold else None,
-            "hamount": hold.amount if hold else None,
-            "hbuckets": hold.buckets if hold else None,
-            "httl": ttl,
-            "htomb": now + _TOMBSTONE_S,
-            "until": now + hold.lease_s if hold else None,
-        }
-        try:
-            async with conn.pipeline() as p:
-                await conn.execute("BEGIN")
-                cur = await conn.execute(_ADMIT, params)
-                await p.sync()
-            after = {str(b): int(u) for b, u in await cur.fetchall()}
-            ok = len(after) == len(counters)
-            await conn.execute("COMMIT" if ok else "ROLLBACK")
-        except BaseException:
-            with contextlib.suppress(psycopg.Error):
-                await conn.execute("ROLLBACK")
-            raise
-        if ok:
-            return AdmitResult(ok=True, used=[after[c.bucket] for c in counters])
-        i = next(i for i, c in enumerate(counters) if c.bucket not in after)
-        before = [after[c.bucket] - c.amount for c in counters[:i]]
-        (cur_used,) = await self._peek(conn, [counters[i].bucket], now)
-        return AdmitResult(ok=False, used=[*before, cur_used], failed=i)
+        cur = await conn.execute(
+            _ADMIT,
+            (
+                [c.bucket for c in counters],
+                [c.amount for c in counters],
+                [c.limit for c in counters],
+                [c.ttl_s for c in counters],
+                now,
+                hold.id if hold else None,
+                hold.owner if hold else None,
+                hold.amount if hold else None,
+                hold.buckets if hold else None,
+                ttl,
+                now + hold.lease_s if hold else None,
+                now + _TOMBSTONE_S,
+            ),
+        )
+        row = await cur.fetchone()
+        if row is not None and row[0] is not None:
+            return AdmitResult(ok=True, used=[int(u) for u in row[0]])
+        used = await self._peek(conn, [c.bucket for c in counters], now)  # refused: which one
+        for i, (c, u) in enumerate(zip(counters, used, strict=True)):
+            if u + c.amount > c.limit:
+                return AdmitResult(ok=False, used=used[: i + 1], failed=i)
+        return AdmitResult(ok=False, used=used[:1], failed=0)  # room was freed meanwhile
 
     async def _admit_locked(
         self, conn: AsyncConnection[Any], counters: list[Counter], now: float
