@@ -80,10 +80,10 @@ async def _counters(store: Any, concurrency: int, total: int) -> dict[str, Any]:
             t0 = time.perf_counter()
             hold = Hold(f"r{w}-{i}", "bench", 30.0, [key, team], 40)
             res = await store.admit(
-                [Counter(key, 10**12, 40, 60), Counter(team, 10**12, 40, 60)], hold
+                [Counter(key, 10**12, 40, 3600), Counter(team, 10**12, 40, 3600)], hold
             )
             assert res.ok
-            await store.settle([(key, -10, 60), (team, -10, 60)], hold=hold.id)
+            await store.settle([(key, -10, 3600), (team, -10, 3600)], hold=hold.id)
             lat.append(time.perf_counter() - t0)
 
     warm = todo = min(concurrency, 4) * 5

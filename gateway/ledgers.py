@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from gateway.config import GatewayConfig
     from gateway.ledger import UsageRow
 
-__all__ = ["UsageLedger", "open_ledger"]
+__all__ = ["UsageLedger", "deployment_stats_of", "open_ledger"]
 
 
 @runtime_checkable
@@ -60,3 +60,21 @@ def open_ledger(config: GatewayConfig) -> UsageLedger:
     from gateway.ledger import Ledger
 
     return Ledger(config.ledger_path(), sync=config.state.ledger_sync)
+
+
+def deployment_stats_of(rows: list[tuple[Any, Any, Any]]) -> dict[str, Any]:
+    """What :meth:`UsageLedger.deployment_stats` reports, from ``(status, latency_ms, score)``
+    per request: sample size, errors (5xx) and their rate, p95 latency, mean online score."""
+    n = len(rows)
+    errors = sum(1 for s, _, _ in rows if s is not None and s >= 500)
+    lat = sorted(x for _, x, _ in rows if x is not None)
+    p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else None
+    scores = [x for _, _, x in rows if x is not None]
+    return {
+        "n": n,
+        "errors": errors,
+        "error_rate": errors / n if n else 0.0,
+        "p95_ms": p95,
+        "scored": len(scores),
+        "mean_score": sum(scores) / len(scores) if scores else None,
+    }

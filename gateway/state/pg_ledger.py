@@ -24,6 +24,7 @@ from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
 from gateway.ledger import UsageRow
+from gateway.ledgers import deployment_stats_of
 
 __all__ = ["PgLedger", "SyncPool", "pg_text"]
 
@@ -188,19 +189,7 @@ class PgLedger:
             "AND u.outcome IN ('ok','error','filtered','attempt_error')",
             (alias, deployment, since),
         )
-        n = len(rows)
-        errors = sum(1 for r in rows if r["status"] is not None and r["status"] >= 500)
-        lat = sorted(r["latency_ms"] for r in rows if r["latency_ms"] is not None)
-        p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else None
-        scores = [r["score"] for r in rows if r["score"] is not None]
-        return {
-            "n": n,
-            "errors": errors,
-            "error_rate": errors / n if n else 0.0,
-            "p95_ms": p95,
-            "scored": len(scores),
-            "mean_score": sum(scores) / len(scores) if scores else None,
-        }
+        return deployment_stats_of([(r["status"], r["latency_ms"], r["score"]) for r in rows])
 
     def close(self) -> None:
         self._pool.close()
