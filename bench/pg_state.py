@@ -240,8 +240,8 @@ def render(r: dict[str, Any]) -> str:
         "## Gateway state: SQLite vs PostgreSQL (`bench/pg_state.py`)",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; load average before"
-        f" {m['load_before'][0]}, after {r['load_after'][0]}"
-        f"{' (the cores were shared with other work)' if m['load_before'][0] > 1 else ''}."
+        f" {m['load'][0]}, after {r['load_after'][0]}"
+        f"{' (the cores were shared with other work)' if m['load'][0] > 1 else ''}."
         f" Command: `.venv/bin/python bench/pg_state.py{' --quick' if r['quick'] else ''}`"
         f" ({r['when']}). PostgreSQL {r['pg_version']} (throwaway server on loopback, fsync on,"
         " `synchronous_commit=off`), redis-server on loopback, everything on this machine.",
