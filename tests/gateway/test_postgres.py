@@ -166,3 +166,25 @@ def test_database_outage_is_503_state_unavailable_and_recovers(monkeypatch, tmp_
                 rid = r.headers["x-request-id"]
         with psycopg.connect(server.dsn) as db:
             assert db.execute("SELECT 1 FROM usage WHERE request_id=%s", (rid,)).fetchone()
+
+
+def test_state_kind_selects_the_backend_and_backend_stays_an_alias(tmp_path):
+    from gateway.config import load_config
+    from genaiops.errors import SpecError
+
+    head = (
+        "deployments: [{name: l, backend: local}]\n"
+        "models: [{name: m, deployments: [{deployment: l}]}]\n"
+    )
+    p = tmp_path / "g.yaml"
+    p.write_text(head + "state: {backend: redis, redis_url: 'redis://x:1/0'}\n")
+    assert load_config(p).state.kind == "redis" == load_config(p).state.backend
+    p.write_text(head + "state: {kind: postgres, dsn_env: GENAIOPS_PG_DSN}\n")
+    assert load_config(p).state.dsn_env == "GENAIOPS_PG_DSN"
+    p.write_text(head + "state: {kind: postgres}\n")
+    with pytest.raises(SpecError, match=r"g\.yaml.*state.*needs dsn_env"):
+        load_config(p)
+    p.write_text(head + "state: {kind: postgres, dsn_env: 'postgresql://u:pw@h/db'}\n")
+    with pytest.raises(SpecError, match=r"state\.dsn_env") as e:
+        load_config(p)  # a DSN where the variable's name belongs is refused
+    assert "pw@h" not in str(e.value)
