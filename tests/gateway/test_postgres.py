@@ -75,6 +75,7 @@ def test_an_older_schema_revision_is_refused_by_name(pg_dsn, monkeypatch):
             c.execute("UPDATE alembic_version SET version_num = %s", (migrations.head(),))
 
 
+@pytest.mark.slow  # a fresh interpreter (~20 s on a loaded machine); CliRunner cases below
 def test_migrate_with_a_bad_dsn_is_one_line_exit_2_never_the_secret(tmp_path):
     import os
 
