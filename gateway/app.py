@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,7 +21,6 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,14 +32,14 @@ from gateway.deps import Gateway
 from gateway.errors import APIError, InvalidRequest, PayloadTooLarge, StateUnavailable
 from gateway.keys import KeyManager
 from gateway.leases import LeaseKeeper
-from gateway.ledger import Ledger
+from gateway.ledgers import open_ledger
 from gateway.metrics import Metrics
 from gateway.quotas import Limiter
 from gateway.rollout import RolloutManager
 from gateway.routers import admin, chat, embeddings, feedback, meta
 from gateway.routing import Router
 from gateway.safety import Detector, SafetyEngine
-from gateway.state import StateStore, open_store
+from gateway.state import STATE_ERRORS, StateStore, open_config_store
 from gateway.tracing import instrument
 from genaiops import tracing
 from genaiops.errors import GenAIOpsError
@@ -65,8 +63,8 @@ def build_gateway(
         limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
         timeout=httpx.Timeout(60.0, connect=5.0),
     )
-    store = store or open_store(config.state.backend, config.state_path(), config.state.redis_url)
-    ledger = Ledger(config.ledger_path(), sync=config.state.ledger_sync)
+    store = store or open_config_store(config.state, config.state_path())
+    ledger = open_ledger(config)
     backends = build_backends(config, http)
     rollouts = RolloutManager(store, config, ledger)
     limiter = Limiter(store, config.teams, lease_s=config.lease_s)
@@ -203,8 +201,8 @@ def _install_handlers(app: FastAPI) -> None:
         err = StateUnavailable(f"the gateway's state store is unavailable ({type(exc).__name__})")
         return _error_response(request, err)
 
-    app.add_exception_handler(sqlite3.Error, state_down)
-    app.add_exception_handler(RedisError, state_down)
+    for kind in STATE_ERRORS:  # SQLite, Redis, PostgreSQL (a pool timeout included)
+        app.add_exception_handler(kind, state_down)
 
     @app.exception_handler(GenAIOpsError)
     async def other(request: Request, exc: GenAIOpsError) -> JSONResponse:

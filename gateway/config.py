@@ -9,7 +9,7 @@ key on error.  Without a file, :func:`default_config` serves the embedded models
       - {name: local, backend: local}
     models:
       - {name: chat, deployments: [{deployment: gpt4o-eu, weight: 100}], fallback: [local]}
-    state: {backend: redis, redis_url: redis://127.0.0.1:6379/0}
+    state: {kind: postgres, dsn_env: GENAIOPS_PG_DSN}   # or {kind: redis, redis_url: ...}
 
     >>> cfg = load_config("gateway.yaml")          # doctest: +SKIP
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from genaiops.settings import get_settings
 from genaiops.specs import load_yaml_model
@@ -143,18 +143,42 @@ class LimitsConfig(_Strict):
 
 
 class StateConfig(_Strict):
-    backend: Literal["sqlite", "redis"] = "sqlite"
+    """Where keys, limits, the ledger and captures live: ``kind`` sqlite (one host), redis
+    (counters and keys on Redis, ledger on SQLite) or postgres (everything on PostgreSQL; the
+    counters stay on Redis when ``redis_url`` is set).  ``backend`` is the older name of
+    ``kind``.  The PostgreSQL connection string is read from the env var ``dsn_env`` names."""
+
+    kind: Literal["sqlite", "redis", "postgres"] = Field(
+        default="sqlite", validation_alias=AliasChoices("kind", "backend")
+    )
     path: Path | None = Field(default=None, description="SQLite file (default <home>/gateway)")
     redis_url: str | None = None
+    dsn_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="env var holding the PostgreSQL connection string (kind postgres)",
+    )
+    pool_size: int = Field(
+        default=10, ge=1, le=200, description="PostgreSQL connections a pool keeps"
+    )
     ledger_path: Path | None = None
     ledger_sync: Literal["normal", "full"] = Field(
         default="normal", description="normal survives kill -9; full also power loss"
     )
 
+    @property
+    def backend(self) -> str:
+        """The older name of :attr:`kind`."""
+        return self.kind
+
     @model_validator(mode="after")
     def _check(self) -> StateConfig:
-        if self.backend == "redis" and not self.redis_url:
-            raise ValueError("backend redis needs redis_url")
+        if self.kind == "redis" and not self.redis_url:
+            raise ValueError("kind redis needs redis_url")
+        if self.kind == "postgres" and not self.dsn_env:
+            raise ValueError("kind postgres needs dsn_env (the env var holding the DSN)")
+        if self.kind != "postgres" and self.dsn_env:
+            raise ValueError(f"dsn_env is only used by kind postgres (kind is {self.kind})")
         return self
 
 

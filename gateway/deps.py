@@ -19,7 +19,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import AuthenticationFailed, PermissionDenied
 from gateway.keys import KeyManager, KeyRecord
 from gateway.leases import LeaseKeeper
-from gateway.ledger import Ledger
+from gateway.ledgers import UsageLedger
 from gateway.metrics import Metrics
 from gateway.quotas import Limiter
 from gateway.rollout import RolloutManager
@@ -36,7 +36,7 @@ class Gateway:
 
     config: GatewayConfig
     store: StateStore
-    ledger: Ledger
+    ledger: UsageLedger
     keys: KeyManager
     limiter: Limiter
     safety: SafetyEngine | None

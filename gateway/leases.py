@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from redis.exceptions import RedisError
-
-from gateway.ledger import Ledger
-from gateway.state import StateStore
+from gateway.ledgers import UsageLedger
+from gateway.state import STATE_ERRORS, StateStore
 
 __all__ = ["LeaseKeeper", "Progress"]
+
+_TICK_ERRORS: tuple[type[Exception], ...] = (*STATE_ERRORS, OSError)
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ class LeaseKeeper:
     def __init__(
         self,
         store: StateStore,
-        ledger: Ledger,
+        ledger: UsageLedger,
         owner: str,
         lease_s: float = 30.0,
         interval_s: float = 1.0,
@@ -104,6 +103,6 @@ class LeaseKeeper:
         while True:
             try:
                 await self.tick()
-            except (sqlite3.Error, RedisError, OSError) as e:
+            except _TICK_ERRORS as e:
                 log.error("leases: tick failed: %s: %s", type(e).__name__, e)
             await asyncio.sleep(self.interval_s)

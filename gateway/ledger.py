@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.groupcommit import GroupCommit
+from gateway.ledgers import deployment_stats_of
 from gateway.state.connections import ThreadConnections, immediate, is_busy
 
 __all__ = ["Ledger", "UsageRow"]
@@ -243,19 +244,7 @@ class Ledger:
             )
             .fetchall()
         )
-        n = len(rows)
-        errors = sum(1 for s, _, _ in rows if s is not None and s >= 500)
-        lat = sorted(x for _, x, _ in rows if x is not None)
-        p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else None
-        scores = [x for _, _, x in rows if x is not None]
-        return {
-            "n": n,
-            "errors": errors,
-            "error_rate": errors / n if n else 0.0,
-            "p95_ms": p95,
-            "scored": len(scores),
-            "mean_score": sum(scores) / len(scores) if scores else None,
-        }
+        return deployment_stats_of(rows)
 
     def close(self) -> None:
         self._writer.drain_sync()

@@ -28,7 +28,7 @@ from typing import Any
 
 from gateway.config import GatewayConfig
 from gateway.errors import Conflict, InvalidRequest, ModelNotFound, NotFound
-from gateway.ledger import Ledger
+from gateway.ledgers import UsageLedger
 from gateway.state import StateStore
 
 __all__ = ["LATENCY_EDGES_MS", "RolloutManager", "RolloutState", "parse_duration"]
@@ -109,7 +109,7 @@ class RolloutState:
 class RolloutManager:
     """Start, judge, advance, promote, pause and roll back rollouts."""
 
-    def __init__(self, store: StateStore, config: GatewayConfig, ledger: Ledger | None):
+    def __init__(self, store: StateStore, config: GatewayConfig, ledger: UsageLedger | None):
         self.store = store
         self.config = config
         self.ledger = ledger

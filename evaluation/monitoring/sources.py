@@ -2,10 +2,11 @@
 usage ledger and its ``scores`` table.
 
 ``genaiops monitor`` is a batch job beside the gateway, like ``genaiops gateway usage``: it opens
-the same files the gateway writes (the ledger and the capture store named by the gateway config,
-default SQLite under ``$GENAIOPS_HOME/gateway``), so it runs whether or not a gateway is up, and
-the scores it writes are the ones the rollout judge reads (:meth:`Ledger.deployment_stats` joins
-``scores`` to each request's own deployment, so a canary is judged on its own answers).
+the same ledger and capture store the gateway writes (named by the gateway config: default
+SQLite under ``$GENAIOPS_HOME/gateway``, or PostgreSQL), so it runs whether or not a gateway is
+up, and the scores it writes are the ones the rollout judge reads
+(:meth:`Ledger.deployment_stats` joins ``scores`` to each request's own deployment, so a canary
+is judged on its own answers).
 
     >>> state = GatewayState.open()                                    # doctest: +SKIP
     >>> recs = state.records(since=time.time() - 3600)                 # doctest: +SKIP
@@ -16,9 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gateway.capture import CaptureRecord, FeedbackRecord, SQLiteCaptureStore
+from gateway.capture import CaptureRecord, FeedbackRecord, open_capture_store
 from gateway.config import GatewayConfig, load_config
-from gateway.ledger import Ledger
+from gateway.ledgers import UsageLedger, open_ledger
 
 __all__ = ["CaptureRecord", "FeedbackRecord", "GatewayState", "capture_path"]
 
@@ -33,16 +34,16 @@ def capture_path(cfg: GatewayConfig) -> Path:
 class GatewayState:
     """Read captures, feedback and usage; write online scores into the ledger."""
 
-    def __init__(self, ledger: Ledger, captures: Any):
+    def __init__(self, ledger: UsageLedger, captures: Any):
         self.ledger = ledger
         self.captures = captures
 
     @classmethod
     def open(cls, config: str | Path | None = None) -> GatewayState:
         cfg = load_config(str(config) if config else None)
-        path = capture_path(cfg)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(Ledger(cfg.ledger_path()), SQLiteCaptureStore(path))
+        if cfg.state.kind != "postgres":
+            capture_path(cfg).parent.mkdir(parents=True, exist_ok=True)
+        return cls(open_ledger(cfg), open_capture_store(cfg))  # SQLite files or PostgreSQL
 
     def records(
         self,

@@ -45,7 +45,14 @@ if TYPE_CHECKING:
 
 
 def open_capture_store(config: GatewayConfig) -> CaptureStore:
-    """The capture store a gateway with ``config`` uses (SQLite at ``config.capture_path()``)."""
+    """The capture store a gateway with ``config`` uses: PostgreSQL with ``state.kind``
+    postgres, else SQLite at ``config.capture_path()``."""
+    if config.state.kind == "postgres":
+        from gateway import migrations
+        from gateway.capture.pg_store import PgCaptureStore
+
+        assert config.state.dsn_env  # validated by StateConfig
+        return PgCaptureStore(migrations.dsn_from_env(config.state.dsn_env))
     return SQLiteCaptureStore(config.capture_path(), config.state.ledger_sync)
 
 

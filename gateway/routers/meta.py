@@ -32,7 +32,8 @@ async def get_model(model: str, gw: GW, key: ApiKey) -> dict[str, Any]:
 
 @router.get("/healthz", tags=["ops"])
 async def healthz(gw: GW) -> dict[str, Any]:
-    await gw.store.peek(["healthz"])  # the shared state answers
+    await gw.store.peek(["healthz"])  # the shared state answers: counters ...
+    await gw.store.kv_get("healthz")  # ... and records (another database with kind postgres)
     return {"status": "ok", "models": [a.name for a in gw.config.models]}
 
 

@@ -93,15 +93,15 @@ def _run(config: str | None, fn: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``fn(gateway_objects)`` against the configured store without serving."""
     from gateway.config import load_config
     from gateway.keys import KeyManager
-    from gateway.ledger import Ledger
+    from gateway.ledgers import open_ledger
     from gateway.rollout import RolloutManager
-    from gateway.state import open_store
+    from gateway.state import open_config_store
 
     cfg = load_config(config)
 
     async def go() -> T:
-        store = open_store(cfg.state.backend, cfg.state_path(), cfg.state.redis_url)
-        ledger = Ledger(cfg.ledger_path())
+        store = open_config_store(cfg.state, cfg.state_path())
+        ledger = open_ledger(cfg)
         ns = type("Ctx", (), {})()
         ns.config, ns.store, ns.ledger = cfg, store, ledger
         ns.keys = KeyManager(store, policies=cfg.safety.policies)
@@ -230,6 +230,36 @@ def usage(
     for r in rows:
         t.add_row(*(str(r[c]) if r[c] is not None else "" for c in cols))
     console.print(t)
+
+
+@app.command()
+def migrate(
+    config: ConfigOpt = None,
+    dsn_env: Annotated[
+        str | None,
+        typer.Option(help="Env var holding the DSN (default: the config's state.dsn_env)."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Bring the PostgreSQL schema (state kind postgres) to the revision this version needs."""
+    from gateway import migrations
+    from gateway.config import load_config
+
+    cfg = load_config(config)
+    env = dsn_env or (cfg.state.dsn_env if cfg.state.kind == "postgres" else None)
+    if env is None:
+        out: dict[str, Any] = {"kind": cfg.state.kind, "migrated": False}
+        msg = f"state kind is {cfg.state.kind}: nothing to migrate (its tables create themselves)"
+    else:
+        res = migrations.upgrade(migrations.dsn_from_env(env), env)
+        out = {"kind": "postgres", "migrated": True, "dsn_env": env, "before": res.before,
+               "revision": res.after, "applied": res.applied}  # fmt: skip
+        done = ", ".join(res.applied) if res.applied else "nothing to apply"
+        msg = f"PostgreSQL (${env}) at schema revision {res.after} ({done})"
+    if json_:
+        emit_json(out)
+    else:
+        console.print(msg)
 
 
 def _show(st: Any, json_: bool) -> None:

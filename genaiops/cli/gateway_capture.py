@@ -48,10 +48,11 @@ def _store(config: str | None) -> Any:
 
 def feedback_columns(config: Any, by: str, rows: list[dict[str, Any]], since: float | None) -> None:
     """Add ``feedback`` and ``thumbs_up_rate`` to usage ``rows`` grouped ``by`` (in place);
-    nothing when the gateway never stored feedback (no capture file)."""
+    nothing when the gateway never stored feedback (no SQLite capture file)."""
     from gateway.capture import FEEDBACK_GROUPS, open_capture_store
 
-    if by not in FEEDBACK_GROUPS or not config.capture_path().exists():
+    on_sqlite = config.state.kind != "postgres"
+    if by not in FEEDBACK_GROUPS or (on_sqlite and not config.capture_path().exists()):
         return
     store = open_capture_store(config)
     try:

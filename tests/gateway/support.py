@@ -3,6 +3,7 @@ loopback server) and a helper that runs a real gateway under uvicorn on a free l
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -221,7 +222,7 @@ def gateway_processes(
             )
             procs.append(GatewayProcess(f"http://127.0.0.1:{port}", p))
         for gp in procs:
-            deadline = time.time() + 60
+            deadline = time.time() + 180  # a loaded machine: imports take a while
             while True:
                 try:
                     if httpx.get(gp.url + "/healthz", timeout=1).status_code == 200:
@@ -243,3 +244,104 @@ def gateway_processes(
             except subprocess.TimeoutExpired:
                 gp.proc.kill()
                 gp.proc.wait()
+
+
+def _pg_bin(name: str) -> str | None:
+    """A PostgreSQL server binary: on PATH, else the newest /usr/lib/postgresql/*/bin."""
+    import glob
+    import shutil
+
+    found = shutil.which(name)
+    if found:
+        return found
+    cands = sorted(
+        glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4])
+    )
+    return cands[-1] if cands else None
+
+
+@dataclass
+class PgServer:
+    """A running throwaway PostgreSQL server: its DSN, and stop/start for outage tests."""
+
+    dsn: str
+    ctl: list[str]  # the pg_ctl command line up to the action
+    opts: str
+    data: str  # the cluster's directory (postmaster.pid: the server's process id)
+
+    def pid(self) -> int:
+        from pathlib import Path
+
+        return int(Path(self.data, "postmaster.pid").read_text().split()[0])
+
+    def stop(self) -> None:
+        import subprocess
+
+        subprocess.run([*self.ctl, "-m", "immediate", "-w", "stop"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/")  # fmt: skip
+
+    def start(self) -> None:
+        import subprocess
+
+        subprocess.run([*self.ctl, "-o", self.opts, "-w", "-t", "60", "start"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd="/")  # fmt: skip
+
+
+@contextmanager
+def postgres_server(durable: bool = False) -> Iterator[PgServer]:
+    """A throwaway PostgreSQL server (``initdb`` + ``pg_ctl``) in a temp dir on a free loopback
+    port, trust auth; fsync off unless ``durable`` (benchmarks: fsync on, commits not waited for,
+    like SQLite's WAL with synchronous=NORMAL).  PostgreSQL refuses to run as root, so as root
+    the server runs as the ``postgres`` user (created by the Debian package) through
+    ``runuser``.  Skips only when the server binaries are missing."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    import pytest
+
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        pytest.skip("PostgreSQL server binaries not installed (scripts/setup installs postgresql)")
+    prefix: list[str] = []
+    data = tempfile.mkdtemp(prefix="genaiops-pg-")
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run the server as")
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            pytest.skip("running as root and runuser is missing")
+        os.chown(data, user.pw_uid, user.pw_gid)
+        prefix = [runuser, "-u", "postgres", "--"]
+    port = free_port()
+    opts = (
+        f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={data} "
+        "-c synchronous_commit=off -c max_connections=300"
+    )
+    if not durable:
+        opts += " -c fsync=off -c full_page_writes=off"
+    server = PgServer(
+        f"postgresql://postgres@127.0.0.1:{port}/postgres",
+        [*prefix, pg_ctl, "-D", f"{data}/db", "-l", f"{data}/log"],
+        opts,
+        f"{data}/db",
+    )
+    try:
+        subprocess.run(
+            [*prefix, initdb, "-D", f"{data}/db", "-U", "postgres", "-A", "trust", "-E", "UTF8",
+             "--no-sync", "--locale=C"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True, cwd=data,
+        )  # fmt: skip
+        server.start()
+        try:
+            yield server
+        finally:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                server.stop()
+    finally:
+        shutil.rmtree(data, ignore_errors=True)

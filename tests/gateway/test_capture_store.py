@@ -1,6 +1,6 @@
 """The capture store contract: every :class:`CaptureStore` implementation runs these tests.
 
-A new backend (PostgreSQL) adds itself to the ``capture_store`` fixture's params."""
+Each backend (SQLite, PostgreSQL) adds itself to the ``capture_store`` fixture's params."""
 
 from __future__ import annotations
 
@@ -22,9 +22,15 @@ from gateway.capture import (
 )
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 def capture_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CaptureStore]:
-    store = SQLiteCaptureStore(tmp_path / "capture.db")
+    store: CaptureStore
+    if request.param == "postgres":
+        from gateway.capture.pg_store import PgCaptureStore
+
+        store = PgCaptureStore(request.getfixturevalue("pg_dsn"))
+    else:
+        store = SQLiteCaptureStore(tmp_path / "capture.db")
     yield store
     store.close()
 
@@ -148,3 +154,17 @@ def test_sqlite_store_is_shared_by_processes(tmp_path: Path) -> None:
     store = SQLiteCaptureStore(path)
     assert store.counts(since=time.time() - 600).captures == 80
     store.close()
+
+
+def test_nul_characters_in_text_round_trip(capture_store: CaptureStore) -> None:
+    """A client may send ``\\u0000`` in any message or comment (PostgreSQL JSONB refuses it)."""
+    r = rec("r0", 5.0, messages=[{"role": "user", "content": "a\x00b"}], completion="c\x00")
+    capture_store.add(r)
+    assert capture_store.get("r0", "k1") == r
+    fb = FeedbackRecord.from_rating("r0", "k1", "down").model_copy(update={"comment": "x\x00y"})
+    stored, new = capture_store.put_feedback(fb)
+    assert new and stored.comment == "x\x00y"
+    again, new = capture_store.put_feedback(fb.model_copy(update={"created": fb.created + 9}))
+    assert not new and again.created == fb.created  # a repeat keeps the first `created`
+    got = capture_store.get_feedback("r0", "k1")
+    assert got is not None and got.comment == "x\x00y"

@@ -121,3 +121,17 @@ def test_late_settlement_of_a_reclaimed_hold_counts_once(store: StateStore):
         await store.close()
 
     run(go())
+
+
+def test_bucket_and_key_names_with_nul_work(store: StateStore):
+    """A team or key name is client text: a NUL in it must not make every request a 503."""
+
+    async def go():
+        assert (await store.admit([Counter("team:a\x00b:tpm", 100, 10, 60)])).ok
+        await store.settle([("team:a\x00b:tpm", -4, 60)])
+        assert await store.peek(["team:a\x00b:tpm"]) == [6]
+        await store.kv_put("x:\x00", {"v": "\x00"})
+        assert await store.kv_get("x:\x00") == ({"v": "\x00"}, 1)
+        await store.close()
+
+    run(go())
