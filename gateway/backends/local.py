@@ -120,8 +120,10 @@ class LocalChatBackend:
         *,
         queue_max: int = 64,
         queue_wait_s: float = 30.0,
+        model: str | None = None,
     ):
         self.name = name
+        self.model = model  # a fine-tune (DeploymentConfig.model); None: the embedded SmolLM2
         self.batch_size = batch_size
         self.batch_wait_s = batch_wait_ms / 1000
         self.queue_max = queue_max
@@ -188,7 +190,7 @@ class LocalChatBackend:
 
     async def _run_batch(self, key: tuple[Any, ...], batch: list[_Job]) -> None:
         max_tokens, temperature, stop = key
-        gen = get_local_generator()
+        gen = get_local_generator(model=self.model)
         for j in batch:
             j.started.set()
         pending = list(batch)
@@ -235,7 +237,7 @@ class LocalChatBackend:
 
         def produce() -> None:
             try:
-                for piece in get_local_generator().stream(
+                for piece in get_local_generator(model=self.model).stream(
                     job.messages,
                     max_tokens=job.max_tokens,
                     temperature=job.temperature,
@@ -324,7 +326,7 @@ class LocalChatBackend:
     async def warm_up(self) -> None:
         """Load the model in the background at startup, so the first request does not wait."""
         try:
-            await asyncio.to_thread(get_local_generator().warm_up)
+            await asyncio.to_thread(get_local_generator(model=self.model).warm_up)
         except Exception as e:  # the first request will report it properly
             log.warning("deployment %s: warm-up failed: %s", self.name, e)
 

@@ -6,7 +6,12 @@ A kind has three entry points, called by :mod:`training.jobs` and :mod:`training
   held-out evaluation data into ``ctx.out_dir / "eval"``;
 * ``compare(challenger, champion) -> Comparison`` scores both registered versions on the
   challenger's own held-out data (the job's evaluation) for promotion;
-* ``publish(model, version, folder)`` hands a promoted version to its consumer (the gateway).
+* ``publish(model, version, folder, history)`` hands a promoted version to its consumer (the
+  gateway, an index) and may return what it did (a deployment, a rollout, an index version);
+* optionally ``gate(model, version, folder, champion) -> dict`` — checks beyond the job's own
+  evaluation that must pass before the alias moves (the evaluation gate for the generator, the
+  index's retrieval metrics for the embedder); it raises
+  :class:`~training.errors.PromotionRefused` with the numbers.
 """
 
 from __future__ import annotations
@@ -54,7 +59,9 @@ class Kind(Protocol):
 
     def compare(self, challenger: Path, champion: Path, metric: str) -> Comparison: ...
 
-    def publish(self, model: str, version: str, folder: Path, history: list[str]) -> None: ...
+    def publish(
+        self, model: str, version: str, folder: Path, history: list[str]
+    ) -> dict[str, Any] | None: ...
 
 
 def get_kind(kind: str) -> Kind:
@@ -66,4 +73,8 @@ def get_kind(kind: str) -> Kind:
         from training.kinds.embedder import EmbedderKind
 
         return EmbedderKind()
+    if kind == "generator":
+        from training.kinds.generator import GeneratorKind
+
+        return GeneratorKind()
     raise KeyError(kind)

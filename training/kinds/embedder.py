@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from genaiops.serving import publish
+from genaiops.serving import publish, read_pointer, serving_dir, write_pointer
 from training.errors import DataSourceError
 from training.kinds import Comparison, KindResult, TrainContext
-from training.report import DataSourceRecord
+from training.report import DataSourceRecord, read_report
 from training.spec import EmbedderSpec, expand_path
 
 __all__ = ["EmbedderKind", "ndcg_recall"]
@@ -276,7 +276,18 @@ class EmbedderKind:
             "train_samples_per_s": float(out.metrics["train_samples_per_second"]),
         }
         digest = hashlib.sha256(json.dumps([rows, ev["queries"], ids]).encode()).hexdigest()
-        return KindResult(metrics=metrics, data=records, data_digest={"train_and_dev": digest})
+        extra: dict[str, Any] = {}
+        if spec.index is not None:  # resolved now: promotion runs from anywhere
+            h = spec.index
+            extra["index"] = {
+                "spec": str(expand_path(h.spec, spec.base_dir, key="index.spec")),
+                "gate": str(expand_path(h.gate, spec.base_dir, key="index.gate")),
+                "alias": h.alias,
+                "thresholds": h.thresholds,
+            }
+        return KindResult(
+            metrics=metrics, data=records, data_digest={"train_and_dev": digest}, extra=extra
+        )
 
     def compare(self, challenger: Path, champion: Path, metric: str) -> Comparison:
         """Both models evaluated on the challenger's dev set (same corpus, same BM25)."""
@@ -298,6 +309,24 @@ class EmbedderKind:
             {"n": len(ev["queries"]), **got},
         )
 
-    def publish(self, model: str, version: str, folder: Path, history: list[str]) -> None:
-        """Copy the version to ``serving/<model>/v<N>`` for ``provider: local, model: <model>``."""
-        publish(model, "embedder", version, folder / "model", history)
+    def publish(
+        self, model: str, version: str, folder: Path, history: list[str]
+    ) -> dict[str, Any] | None:
+        """Copy the version to ``serving/<model>/v<N>`` for ``provider: local, model: <model>``;
+        with ``index:`` in the spec, build that index with it and move the index alias only if
+        the gate's retrieval metrics hold (else the serving pointer goes back and it refuses)."""
+        from training.handoff import embedder_index_gate
+
+        previous = read_pointer(model)
+        dest = publish(model, "embedder", version, folder / "model", history)
+        if not read_report(folder / "report.json").extra.get("index"):
+            return None
+        try:
+            return embedder_index_gate(model, version, folder)
+        except BaseException:
+            if previous is None:
+                (serving_dir(model) / "champion.json").unlink(missing_ok=True)
+            else:
+                write_pointer(previous)
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
