@@ -193,7 +193,8 @@ def _start_rollout(alias: str, body: dict[str, Any], config: Path) -> dict[str, 
     state: Any = done.stdout
     with contextlib.suppress(ValueError):
         state = json.loads(done.stdout)
-    return {"started": True, "via": f"state store (gateway serve --config {config})", "state": state}
+    via = f"state store (gateway serve --config {config})"
+    return {"started": True, "via": via, "state": state}
 
 
 # -- embedder --------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from genaiops.cli import app
 from genaiops.errors import ProviderUnavailable, SpecError
-from training import PromotionRefused, Tracker, load_spec, run_job
 from tests.evaluation.fixtures import sample_index, sample_index_home  # noqa: F401
+from training import PromotionRefused, Tracker, load_spec, run_job
 from training.kinds.generator_data import build_examples, messages_for, short_answer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -230,8 +230,9 @@ def test_generator_job_tracked_merged_served_and_reproducible(
     assert tracker.aliases("gen-test") == {"challenger": "1"}
     # the registered version holds the merged weights the gateway's local backend loads
     model_dir = tracker.download(a.run_id, "model", tmp_path / "dl")
-    assert (model_dir / "config.json").is_file() and not (model_dir / "adapter_config.json").exists()
-    doc = json.loads(tracker.download(a.run_id, "eval/validation.json", tmp_path / "ev").read_text())
+    assert (model_dir / "config.json").is_file()
+    assert not (model_dir / "adapter_config.json").exists()  # merged, not an adapter
+    doc = json.loads(tracker.download(a.run_id, "eval/validation.json", tmp_path / "e").read_text())
     row = doc["rows"][0]
     gen = LocalGenerator("cpu", model=str(model_dir))
     served = gen.generate(
@@ -261,7 +262,8 @@ def test_worse_generator_refused_with_numbers_exit_1(train_home: Path, tmp_path:
 
 
 @pytest.mark.slow
-def test_evaluation_gate_serves_the_candidate(tmp_path: Path, sample_index: Path) -> None:
+@pytest.mark.usefixtures("sample_index")
+def test_evaluation_gate_serves_the_candidate(tmp_path: Path) -> None:
     """The gate runs flows/rag through a gateway whose genaiops-local is the candidate; an
     impossible floor refuses it with the gate's own lines."""
     from genaiops.providers.generator import base_model_dir

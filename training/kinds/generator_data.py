@@ -125,9 +125,7 @@ def _index_context(questions: list[str], spec: GeneratorSpec) -> list[list[dict[
     return [
         [
             {"doc_id": h.doc_id, "text": h.text}
-            for h in retrieve(
-                q, k=spec.data.k, index=spec.data.index, alias=spec.data.index_alias
-            )
+            for h in retrieve(q, k=spec.data.k, index=spec.data.index, alias=spec.data.index_alias)
         ]
         for q in questions
     ]
