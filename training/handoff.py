@@ -198,6 +198,19 @@ def _start_rollout(alias: str, body: dict[str, Any], config: Path) -> dict[str, 
 
 
 # -- embedder --------------------------------------------------------------------------------
+def _embedder_of(catalog: Any, version_id: str) -> Any:
+    """The embedder an index version was built with, pinned to its registered version when it
+    is a fine-tune (``genaiops/<name>@v<N>``): the champion pointer may have moved since."""
+    from genaiops.providers import make_embedder
+
+    m = catalog.manifest(version_id)
+    cfg = m.spec.embedder
+    if m.model_id.startswith("genaiops/") and "@v" in m.model_id:
+        name, n = m.model_id.removeprefix("genaiops/").rsplit("@v", 1)
+        cfg = cfg.model_copy(update={"model": f"{name}@{n}"})
+    return make_embedder(cfg)
+
+
 def embedder_index_gate(model: str, version: str, folder: Path) -> dict[str, Any]:
     """Build the index with the (already published) embedder; check the gate's retrieval
     metrics against the alias's current version; promote the alias or refuse."""
@@ -212,7 +225,9 @@ def embedder_index_gate(model: str, version: str, folder: Path) -> dict[str, Any
     h = _handoff(folder, "index")
     gate = load_gate_config(h["gate"])
     spec = load_index_spec(h["spec"])
-    spec.embedder.provider, spec.embedder.model = "local", model
+    # pinned (name@N): the version's model id either way, and it stays queryable after the
+    # champion moves on
+    spec.embedder.provider, spec.embedder.model = "local", f"{model}@{version}"
     alias, k = h.get("alias") or "current", gate.evaluation.k
     catalog = Catalog(spec.name)
     try:
@@ -221,15 +236,14 @@ def embedder_index_gate(model: str, version: str, folder: Path) -> dict[str, Any
         current = None
     built = build_index(spec).version_id
     dev = json.loads((folder / "eval" / "dev.json").read_text())["queries"]
-    evaluator = RetrievalEvaluator(k=max(k, 10))
     names = [f"recall_at_{k}", "mrr", f"ndcg_at_{k}"]
 
     def per_query(version_id: str) -> dict[str, list[float]]:
-        r = Retriever(spec.name, version_id)
+        r = Retriever(spec.name, version_id, embedder=_embedder_of(catalog, version_id))
         ev = RetrievalEvaluator(k=k)
         out: dict[str, list[float]] = {n: [] for n in names}
         for q in dev:
-            hits = r.retrieve(q["text"], k=evaluator.k, mode="hybrid")
+            hits = r.retrieve(q["text"], k=max(k, 10), mode="hybrid")
             got = ev.evaluate(
                 EvalSample(retrieved_ids=[x.doc_id for x in hits], reference_ids=q["relevant"])
             )
@@ -251,7 +265,8 @@ def embedder_index_gate(model: str, version: str, folder: Path) -> dict[str, Any
             p = paired_worse_pvalue(cand[n], base[n])
             ok = not (b_mean - c_mean > max_drop and p < gate.regression.alpha)
             checks.append((n, c_mean, f"baseline {b_mean:.4f}, drop <= {max_drop}, p={p:.3g}", ok))
-    result = {
+    lines = [f"{'ok  ' if ok else 'FAIL'} {n} = {v:.4f} {limit}" for n, v, limit, ok in checks]
+    result: dict[str, Any] = {
         "index": spec.name,
         "built": built,
         "baseline": current,
@@ -260,15 +275,13 @@ def embedder_index_gate(model: str, version: str, folder: Path) -> dict[str, Any
         "baseline_metrics": (
             {n: round(float(np.mean(v)), 4) for n, v in base.items()} if base else None
         ),
-        "checks": [
-            f"{'ok  ' if ok else 'FAIL'} {n} = {v:.4f} {limit}" for n, v, limit, ok in checks
-        ],
+        "checks": lines,
     }
     failed = [c for c in checks if not c[3]]
     if failed:
         raise PromotionRefused(
             f"{model} v{version}: index {spec.name} built with it ({built}) fails the gate's "
-            "retrieval checks: " + "; ".join(x for x in result["checks"] if x.startswith("FAIL")),
+            "retrieval checks: " + "; ".join(x for x in lines if x.startswith("FAIL")),
             {"metric": failed[0][0], "challenger": failed[0][1], "champion": None, **result},
         )
     catalog.promote(built, alias)

@@ -216,7 +216,7 @@ class GeneratorKind:
         train_tokens = sum(lengths[i % len(lengths)] for i in range(seen))
 
         folder = ctx.out_dir / "model"
-        merged = peft_model.merge_and_unload()
+        merged: Any = peft_model.merge_and_unload()
         merged.to(torch.bfloat16).save_pretrained(folder)
         tok.padding_side = "left"
         tok.save_pretrained(folder)
