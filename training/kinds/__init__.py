@@ -23,7 +23,15 @@ from typing import Any, Protocol
 
 from training.report import DataSourceRecord, SourceFigure
 
-__all__ = ["Comparison", "Kind", "KindResult", "TrainContext", "get_kind"]
+__all__ = [
+    "Comparison",
+    "Kind",
+    "KindResult",
+    "TrainContext",
+    "get_kind",
+    "hf_trainer_args",
+    "quiet_trainer",
+]
 
 Progress = Callable[..., None]
 
@@ -52,6 +60,31 @@ class Comparison:
     challenger: float
     champion: float
     details: dict[str, Any] = field(default_factory=dict)
+
+
+def hf_trainer_args(ctx: TrainContext, seed: int) -> dict[str, Any]:
+    """``TrainingArguments`` every transformers-trainer kind shares: seeded data order, a log
+    line per step (``ctx.log_metrics`` sends it to MLflow), no checkpoints, no reporters."""
+    return {
+        "output_dir": str(ctx.out_dir / "hf"),
+        "seed": seed,
+        "data_seed": seed,
+        "logging_steps": 1,
+        "report_to": "none",
+        "save_strategy": "no",
+        "use_cpu": ctx.device == "cpu",
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+    }
+
+
+def quiet_trainer(trainer: Any) -> Any:
+    """Drop the trainer's stdout printers: progress goes to stderr and ``--json`` stays clean."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for cb in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(cb)
+    return trainer
 
 
 class Kind(Protocol):

@@ -27,7 +27,7 @@ import numpy as np
 
 from genaiops.serving import publish, read_pointer, serving_dir, write_pointer
 from training.errors import DataSourceError
-from training.kinds import Comparison, KindResult, TrainContext
+from training.kinds import Comparison, KindResult, TrainContext, hf_trainer_args, quiet_trainer
 from training.report import DataSourceRecord, read_report
 from training.spec import EmbedderSpec, expand_path
 
@@ -231,21 +231,13 @@ class EmbedderKind:
                 ctx.progress("train", state.global_step, state.max_steps)
 
         args = SentenceTransformerTrainingArguments(
-            output_dir=str(ctx.out_dir / "hf"),
             num_train_epochs=p.epochs,
             max_steps=p.max_steps,
             per_device_train_batch_size=p.batch_size,
             learning_rate=p.learning_rate,
             warmup_ratio=p.warmup_ratio,
-            seed=spec.seed,
-            data_seed=spec.seed,
-            logging_steps=1,
-            report_to="none",
-            save_strategy="no",
-            use_cpu=ctx.device == "cpu",
             batch_sampler=BatchSamplers.NO_DUPLICATES,
-            disable_tqdm=True,
-            dataloader_num_workers=0,
+            **hf_trainer_args(ctx, spec.seed),
         )
         trainer = SentenceTransformerTrainer(
             model=model,
@@ -254,11 +246,7 @@ class EmbedderKind:
             loss=MultipleNegativesRankingLoss(model),
             callbacks=[_Progress()],
         )
-        from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-        for cb in (PrinterCallback, ProgressCallback):  # our progress goes to stderr; --json
-            trainer.remove_callback(cb)  # stdout must stay clean
-        out = trainer.train()
+        out = quiet_trainer(trainer).train()
         ctx.progress("evaluate fine-tuned", 0, 1)
         tuned_m = evaluate(model, ev, p, bm25)
         ctx.progress("evaluate fine-tuned", 1, 1)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from genaiops.serving import publish
-from training.kinds import Comparison, KindResult, TrainContext
+from training.kinds import Comparison, KindResult, TrainContext, hf_trainer_args, quiet_trainer
 from training.kinds.generator_data import Example, build_examples, messages_for
 from training.spec import GeneratorSpec, expand_path
 
@@ -130,7 +130,6 @@ class GeneratorKind:
             TrainerCallback,
             TrainingArguments,
         )
-        from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
         from datasets import Dataset  # type: ignore[attr-defined]  # HF datasets
         from genaiops.providers.generator import LocalGenerator, base_model_dir
@@ -174,7 +173,6 @@ class GeneratorKind:
                 ctx.progress("train", state.global_step, state.max_steps)
 
         args = TrainingArguments(
-            output_dir=str(ctx.out_dir / "hf"),
             num_train_epochs=p.epochs,
             max_steps=p.max_steps,
             per_device_train_batch_size=p.batch_size,
@@ -182,15 +180,8 @@ class GeneratorKind:
             gradient_accumulation_steps=p.grad_accum,
             learning_rate=p.learning_rate,
             warmup_steps=p.warmup_ratio,  # transformers 5: a float < 1 is a ratio of the steps
-            seed=spec.seed,
-            data_seed=spec.seed,
-            logging_steps=1,
-            report_to="none",
-            save_strategy="no",
             eval_strategy="no",
-            use_cpu=ctx.device == "cpu",
-            disable_tqdm=True,
-            dataloader_num_workers=0,
+            **hf_trainer_args(ctx, spec.seed),
         )
         trainer = Trainer(
             model=peft_model,
@@ -200,8 +191,7 @@ class GeneratorKind:
             data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
             callbacks=[_Log()],
         )
-        for cb in (PrinterCallback, ProgressCallback):  # stdout stays clean for --json
-            trainer.remove_callback(cb)
+        quiet_trainer(trainer)
         ctx.progress("validation loss", 0, 2)
         base_val_loss = float(trainer.evaluate()["eval_loss"])  # LoRA B = 0: the base model
         ctx.progress("validation loss", 1, 2)

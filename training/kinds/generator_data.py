@@ -71,6 +71,13 @@ def short_answer(text: str, sentences: int, max_chars: int) -> str:
     return out
 
 
+def _record(name: str, path: Path, examples: int) -> DataSourceRecord:
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    return DataSourceRecord(
+        name=name, kind="file", location=str(path), sha256=sha, examples=examples
+    )
+
+
 def _read_jsonl(path: Path, key: str) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DataSourceError(f"{key}: no file {path}")
@@ -171,15 +178,7 @@ def build_examples(
         raise DataSourceError("data: no training pairs left after the validation split")
     rows = train_rows + val_rows
     questions = [str(r["question"]) for r in rows]
-    records = [
-        DataSourceRecord(
-            name="python FAQ pairs",
-            kind="file",
-            location=str(faq_path),
-            sha256=hashlib.sha256(faq_path.read_bytes()).hexdigest(),
-            examples=len(faq),
-        )
-    ]
+    records = [_record("python FAQ pairs", faq_path, len(faq))]
     version = _index_available(spec) if d.retrieval in ("auto", "index") else None
     if d.retrieval == "index" and version is None:
         raise DataSourceError(
@@ -191,15 +190,7 @@ def build_examples(
         source = f"index {d.index}@{d.index_alias} ({version})"
     else:
         pages = _read_jsonl(corpus_path, "data.corpus")
-        records.append(
-            DataSourceRecord(
-                name="python-docs pages",
-                kind="file",
-                location=str(corpus_path),
-                sha256=hashlib.sha256(corpus_path.read_bytes()).hexdigest(),
-                examples=len(pages),
-            )
-        )
+        records.append(_record("python-docs pages", corpus_path, len(pages)))
         contexts = _bm25_context(questions, pages, spec)
         source = f"bm25 over {corpus_path.name} paragraphs ({d.chunk_chars} chars)"
     examples = []
