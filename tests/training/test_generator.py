@@ -233,12 +233,10 @@ def test_generator_job_tracked_merged_served_and_reproducible(
     assert (model_dir / "config.json").is_file()
     assert not (model_dir / "adapter_config.json").exists()  # merged, not an adapter
     doc = json.loads(tracker.download(a.run_id, "eval/validation.json", tmp_path / "e").read_text())
-    row = doc["rows"][0]
     gen = LocalGenerator("cpu", model=str(model_dir))
-    served = gen.generate(
-        [ChatMessage(x["role"], x["content"]) for x in row["messages"]], max_tokens=12
-    )
-    assert served.text.strip() == row["lora_response"]  # evaluated = served
+    convs = [[ChatMessage(x["role"], x["content"]) for x in r["messages"]] for r in doc["rows"]]
+    served = gen.generate_batch(convs, max_tokens=doc["max_new_tokens"])  # as evaluated
+    assert [g.text.strip() for g in served] == [r["lora_response"] for r in doc["rows"]]
     b = run_job(load_spec(spec))  # same spec, same CPU: same data, same numbers
     assert b.data_digest == a.data_digest
     for k, v in a.metrics.items():
