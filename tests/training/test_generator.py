@@ -98,8 +98,12 @@ def test_records_cite_retrieved_context_and_split_by_seed(tmp_path: Path) -> Non
         assert e.target.startswith(e.answer) and e.target.endswith("]")
         assert e.target.rsplit("[", 1)[1].rstrip("]") in ids
     by_q = {e.question: e for e in train + val}
-    if "How do I open a file?" in by_q:  # BM25 finds the page that answers it
-        assert by_q["How do I open a file?"].context[0]["doc_id"] == "tutorial/inputoutput.html"
+    for q, page in (
+        ("How do I open a file?", "tutorial/inputoutput.html"),  # BM25 finds the page that
+        ("How do I read input?", "tutorial/inputoutput.html"),  # answers it, and the target
+        ("What is a tuple?", "tutorial/datastructures.html"),  # cites it
+    ):
+        assert by_q[q].context[0]["doc_id"] == page and by_q[q].target.endswith(f"[{page}]")
     again = build_examples(load_spec(write_faq(tmp_path)))
     assert [e.to_dict() for e in again[0] + again[1]] == [e.to_dict() for e in train + val]
     assert [r.name for r in records] == ["python FAQ pairs", "python-docs pages"]
