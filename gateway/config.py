@@ -59,7 +59,12 @@ class DeploymentConfig(_Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._:-]+$")
     backend: Literal["local", "openai_compatible", "azure_openai"]
     kind: Kind = "chat"
-    model: str | None = Field(default=None, description="upstream model name (openai_compatible)")
+    model: str | None = Field(
+        default=None,
+        description="upstream model name (openai_compatible); for a local chat deployment a "
+        "fine-tuned model: a folder, models:/NAME@champion or models:/NAME/VERSION (published "
+        "by `genaiops train promote`); default the embedded SmolLM2",
+    )
     base_url: str | None = None
     api_key_env: str | None = Field(default=None, description="env var holding the upstream key")
     azure_deployment: str | None = None
@@ -103,6 +108,8 @@ class DeploymentConfig(_Strict):
             raise ValueError("openai_compatible needs base_url (ending in /v1)")
         if self.backend == "azure_openai" and not (self.base_url and self.azure_deployment):
             raise ValueError("azure_openai needs base_url (resource endpoint) and azure_deployment")
+        if self.backend == "local" and self.kind == "embeddings" and self.model:
+            raise ValueError("model: is for local chat deployments (embedders: index specs)")
         if self.backend == "local" and self.kind == "chat" and self.context_window is None:
             self.context_window = LOCAL_CONTEXT_WINDOW
         return self

@@ -178,7 +178,7 @@ def list_runs(
                 "aliases": sorted(a for a, v in info["aliases"].items() if v == version),
                 "metrics": {
                     k: run.data.metrics[k]
-                    for k in ("f1", "roc_auc", "recall", "fpr")
+                    for k in ("f1", "roc_auc", "recall", "fpr", "ndcg_at_10_hybrid", "rougeL")
                     if k in run.data.metrics
                 },
             }

@@ -4,9 +4,13 @@
 challenger's own held-out evaluation (the kind re-scores both versions on the same data), and
 moves the ``champion`` alias only if the challenger beats it by the spec's ``min_delta``;
 otherwise :class:`~training.errors.PromotionRefused` carries both numbers.  The first version
-of a model has nothing to beat and is promoted.  A promoted version is handed to its consumer
-(``publish``: the gateway's serving folder for the classifier).  ``rollback(model)`` returns the
-alias, and the consumer, to the previous champion.
+of a model has nothing to beat and is promoted (the generator's must beat its base model).  A
+kind may add a ``gate`` that must pass too (:mod:`training.handoff`: the evaluation gate for the
+generator, the index's retrieval metrics for the embedder).  A promoted version is handed to
+its consumer (``publish``: the gateway's serving folder for the classifier, a gateway
+deployment and rollout for the generator, a new index version for the embedder) before the
+alias moves.  ``rollback(model)`` returns the alias, and the consumer, to the previous
+champion.
 
     >>> promote("prompt-attack")                                    # doctest: +SKIP
     {'model': 'prompt-attack', 'version': '2', 'previous': '1', ...}
@@ -79,8 +83,10 @@ def promote(
                     + (f" (+{min_delta} required)" if min_delta else ""),
                     comparison,
                 )
+        gate = getattr(kind, "gate", None)
+        gated = gate(model, target, folder, champion) if gate is not None else None
         history = tracker.history(model) + ([champion] if champion else [])
-        kind.publish(model, target, folder, history)
+        handoff = kind.publish(model, target, folder, history)
         tracker.set_champion(model, target, history=history)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -89,6 +95,8 @@ def promote(
         "version": target,
         "previous": champion,
         "comparison": comparison,
+        "gate": gated,
+        "handoff": handoff,
         "aliases": tracker.aliases(model),
     }
 
@@ -105,7 +113,8 @@ def rollback(model: str, tracker: Tracker | None = None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="genaiops-rollback-"))
     try:
         folder, spec = _run_folder(tracker, model, previous, work)
-        get_kind(spec.get("kind", "prompt_attack")).publish(model, previous, folder, history[:-1])
+        kind = get_kind(spec.get("kind", "prompt_attack"))
+        handoff = kind.publish(model, previous, folder, history[:-1])
         tracker.set_champion(model, previous, history=history[:-1])
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -113,5 +122,6 @@ def rollback(model: str, tracker: Tracker | None = None) -> dict[str, Any]:
         "model": model,
         "version": previous,
         "rolled_back": current,
+        "handoff": handoff,
         "aliases": tracker.aliases(model),
     }

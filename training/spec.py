@@ -29,6 +29,11 @@ __all__ = [
     "AnySpec",
     "BenignFile",
     "EmbedderSpec",
+    "GatewayHandoff",
+    "GeneratorData",
+    "GeneratorParams",
+    "GeneratorSpec",
+    "IndexHandoff",
     "JobSpec",
     "PromptAttackData",
     "PromptAttackParams",
@@ -169,6 +174,19 @@ class EmbedderParams(_Strict):
     hybrid_depth: int = Field(default=100, ge=1)
 
 
+class IndexHandoff(_Strict):
+    """Embedder promotion: rebuild this index with the new embedder and move its alias only
+    if the gate's retrieval metrics hold on the job's dev queries (see ``training.handoff``)."""
+
+    spec: str = Field(description="Index spec whose embedder becomes {provider: local, model}.")
+    alias: str = "current"
+    gate: str = Field(default="../../evaluation/gate.yaml", description="thresholds/regression")
+    thresholds: bool = Field(
+        default=False,
+        description="also apply the gate's absolute retrieval floors (set for its own data)",
+    )
+
+
 class EmbedderSpec(_JobCommon):
     """Kind 2: a MiniLM fine-tune (MultipleNegativesRankingLoss, BM25 hard negatives)."""
 
@@ -176,9 +194,80 @@ class EmbedderSpec(_JobCommon):
     data: EmbedderData
     params: EmbedderParams = Field(default_factory=EmbedderParams)
     promotion: Promotion = Field(default_factory=lambda: Promotion(metric="ndcg_at_10_hybrid"))
+    index: IndexHandoff | None = None
 
 
-AnySpec = PromptAttackSpec | EmbedderSpec
+class GeneratorData(_Strict):
+    faq: str = Field(description="faq_qa.jsonl (id, question, answer, page).")
+    corpus: str = Field(description="corpus.jsonl pages (id, title, text): BM25 context.")
+    retrieval: Literal["auto", "index", "bm25"] = Field(
+        default="auto", description="auto: the index when it is built, else BM25 over corpus"
+    )
+    index: str = "python-docs"
+    index_alias: str = "current"
+    k: int = Field(default=3, ge=1, le=10, description="context chunks per question")
+    chunk_chars: int = Field(default=600, ge=50, description="chars of each context chunk")
+    answer_sentences: int = Field(default=2, ge=1, description="official answer sentences kept")
+    answer_chars: int = Field(default=400, ge=20)
+    validation_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    max_train: int | None = Field(default=None, ge=1)
+    max_validation: int | None = Field(default=None, ge=1)
+
+
+class GeneratorParams(_Strict):
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: int = Field(default=32, ge=1)
+    lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1
+    )
+    epochs: float = Field(default=2.0, gt=0.0)
+    max_steps: int = Field(default=-1, ge=-1, description="-1: run the epochs.")
+    batch_size: int = Field(default=4, ge=1)
+    grad_accum: int = Field(default=1, ge=1)
+    learning_rate: float = Field(default=2e-4, gt=0.0)
+    warmup_ratio: float = Field(default=0.05, ge=0.0, lt=1.0)
+    max_length: int = Field(default=512, ge=32, le=8192, description="tokens per example")
+    max_new_tokens: int = Field(default=96, ge=1, description="validation answers")
+    eval_batch_size: int = Field(default=4, ge=1)
+
+
+class GatewayHandoff(_Strict):
+    """Generator promotion: the evaluation gate with the candidate served, then a gateway
+    deployment and a rollout behind ``alias`` (see ``training.handoff``)."""
+
+    gate: str | None = Field(
+        default="../../evaluation/gate.yaml", description="null: no evaluation gate"
+    )
+    baseline: str | None = Field(
+        default="../../evaluation/baselines/sample.json", description="regression baseline"
+    )
+    gate_limit: int | None = Field(default=None, ge=1, description="gate lines (tiny runs)")
+    gate_variants: str | None = Field(default=None, description="override the gate's variants")
+    alias: str = "genaiops-local"
+    config: str | None = Field(
+        default=None,
+        description="the gateway config file the deployment is written to (default "
+        "$GENAIOPS_GATEWAY_CONFIG, else $GENAIOPS_HOME/gateway/config.yaml)",
+    )
+    steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0], min_length=1)
+    interval: str = "5m"
+
+
+class GeneratorSpec(_JobCommon):
+    """Kind 3: a LoRA SFT of SmolLM2-135M-Instruct for cited answers, merged for serving."""
+
+    kind: Literal["generator"]
+    base_model: BaseModelRef = Field(
+        default_factory=lambda: BaseModelRef(model="SmolLM2-135M-Instruct")
+    )
+    data: GeneratorData
+    params: GeneratorParams = Field(default_factory=GeneratorParams)
+    promotion: Promotion = Field(default_factory=lambda: Promotion(metric="rougeL"))
+    gateway: GatewayHandoff = Field(default_factory=GatewayHandoff)
+
+
+AnySpec = PromptAttackSpec | EmbedderSpec | GeneratorSpec
 JobSpec = Annotated[AnySpec, Field(discriminator="kind")]
 _ADAPTER: TypeAdapter[AnySpec] = TypeAdapter(JobSpec)
 

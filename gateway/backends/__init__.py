@@ -37,5 +37,6 @@ def build_backends(config: GatewayConfig, client: httpx.AsyncClient) -> dict[str
                 config.local_batch_size,
                 queue_max=config.local_queue_max,
                 queue_wait_s=config.local_queue_wait_s,
+                model=d.model,
             )
     return out

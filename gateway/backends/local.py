@@ -117,8 +117,10 @@ class LocalChatBackend:
         *,
         queue_max: int = 64,
         queue_wait_s: float = 30.0,
+        model: str | None = None,
     ):
         self.name = name
+        self.model = model  # a fine-tune (DeploymentConfig.model); None: the embedded SmolLM2
         self.batch_size = batch_size
         self.queue_max = queue_max
         self.queue_wait_s = queue_wait_s
@@ -197,7 +199,7 @@ class LocalChatBackend:
                 put("error" if req.error is not None else "end", self._failure())
 
         def submit() -> BatchRequest:
-            return get_local_generator().submit(
+            return get_local_generator(model=self.model).submit(
                 msgs,
                 max_tokens=max_tokens,
                 temperature=temperature,
@@ -297,7 +299,7 @@ class LocalChatBackend:
     async def warm_up(self) -> None:
         """Load the model in the background at startup, so the first request does not wait."""
         try:
-            await asyncio.to_thread(get_local_generator().warm_up)
+            await asyncio.to_thread(get_local_generator(model=self.model).warm_up)
         except Exception as e:  # the first request will report it properly
             log.warning("deployment %s: warm-up failed: %s", self.name, e)
 

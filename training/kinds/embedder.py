@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from genaiops.serving import publish
+from genaiops.serving import publish, read_pointer, serving_dir, write_pointer
 from training.errors import DataSourceError
-from training.kinds import Comparison, KindResult, TrainContext
-from training.report import DataSourceRecord
+from training.kinds import Comparison, KindResult, TrainContext, hf_trainer_args, quiet_trainer
+from training.report import DataSourceRecord, read_report
 from training.spec import EmbedderSpec, expand_path
 
 __all__ = ["EmbedderKind", "ndcg_recall"]
@@ -231,21 +231,13 @@ class EmbedderKind:
                 ctx.progress("train", state.global_step, state.max_steps)
 
         args = SentenceTransformerTrainingArguments(
-            output_dir=str(ctx.out_dir / "hf"),
             num_train_epochs=p.epochs,
             max_steps=p.max_steps,
             per_device_train_batch_size=p.batch_size,
             learning_rate=p.learning_rate,
             warmup_ratio=p.warmup_ratio,
-            seed=spec.seed,
-            data_seed=spec.seed,
-            logging_steps=1,
-            report_to="none",
-            save_strategy="no",
-            use_cpu=ctx.device == "cpu",
             batch_sampler=BatchSamplers.NO_DUPLICATES,
-            disable_tqdm=True,
-            dataloader_num_workers=0,
+            **hf_trainer_args(ctx, spec.seed),
         )
         trainer = SentenceTransformerTrainer(
             model=model,
@@ -254,11 +246,7 @@ class EmbedderKind:
             loss=MultipleNegativesRankingLoss(model),
             callbacks=[_Progress()],
         )
-        from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-        for cb in (PrinterCallback, ProgressCallback):  # our progress goes to stderr; --json
-            trainer.remove_callback(cb)  # stdout must stay clean
-        out = trainer.train()
+        out = quiet_trainer(trainer).train()
         ctx.progress("evaluate fine-tuned", 0, 1)
         tuned_m = evaluate(model, ev, p, bm25)
         ctx.progress("evaluate fine-tuned", 1, 1)
@@ -276,7 +264,18 @@ class EmbedderKind:
             "train_samples_per_s": float(out.metrics["train_samples_per_second"]),
         }
         digest = hashlib.sha256(json.dumps([rows, ev["queries"], ids]).encode()).hexdigest()
-        return KindResult(metrics=metrics, data=records, data_digest={"train_and_dev": digest})
+        extra: dict[str, Any] = {}
+        if spec.index is not None:  # resolved now: promotion runs from anywhere
+            h = spec.index
+            extra["index"] = {
+                "spec": str(expand_path(h.spec, spec.base_dir, key="index.spec")),
+                "gate": str(expand_path(h.gate, spec.base_dir, key="index.gate")),
+                "alias": h.alias,
+                "thresholds": h.thresholds,
+            }
+        return KindResult(
+            metrics=metrics, data=records, data_digest={"train_and_dev": digest}, extra=extra
+        )
 
     def compare(self, challenger: Path, champion: Path, metric: str) -> Comparison:
         """Both models evaluated on the challenger's dev set (same corpus, same BM25)."""
@@ -298,6 +297,24 @@ class EmbedderKind:
             {"n": len(ev["queries"]), **got},
         )
 
-    def publish(self, model: str, version: str, folder: Path, history: list[str]) -> None:
-        """Copy the version to ``serving/<model>/v<N>`` for ``provider: local, model: <model>``."""
-        publish(model, "embedder", version, folder / "model", history)
+    def publish(
+        self, model: str, version: str, folder: Path, history: list[str]
+    ) -> dict[str, Any] | None:
+        """Copy the version to ``serving/<model>/v<N>`` for ``provider: local, model: <model>``;
+        with ``index:`` in the spec, build that index with it and move the index alias only if
+        the gate's retrieval metrics hold (else the serving pointer goes back and it refuses)."""
+        from training.handoff import embedder_index_gate
+
+        previous = read_pointer(model)
+        dest = publish(model, "embedder", version, folder / "model", history)
+        if not read_report(folder / "report.json").extra.get("index"):
+            return None
+        try:
+            return embedder_index_gate(model, version, folder)
+        except BaseException:
+            if previous is None:
+                (serving_dir(model) / "champion.json").unlink(missing_ok=True)
+            else:
+                write_pointer(previous)
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
