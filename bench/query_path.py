@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import RESULTS, ROOT, log, machine, percentiles, scifact_dir, write_result
+from _common import RESULTS, ROOT, load, log, machine, percentiles, scifact_dir, write_result
 from retrieval_quality import K_NDCG, dedupe, load_qrels, load_queries, ndcg
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
@@ -103,13 +103,124 @@ def quality(built: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
+def worker(code: Path, queries: list[str]) -> dict[str, dict[str, list[float]]]:
+    """Per backend: seconds per retrieve() for each mode, per query embedding and per store
+    search, with ``indexing``/``genaiops`` imported from ``code``; prints them as JSON."""
+    sys.path.insert(0, str(code))
+    import indexing
+    from genaiops.providers import make_embedder
+    from indexing import Retriever
+
+    assert Path(indexing.__file__).resolve().is_relative_to(code.resolve()), indexing.__file__
+    rs = {b: Retriever(f"scifact-{b}", "current", home=HOME) for b in BACKENDS}
+    embs = {}
+    for b, r in rs.items():
+        loaded = r._current()
+        embs[b] = make_embedder(loaded.embedder_config)
+        for q in queries[:20]:  # warm up: model, faiss, bm25, sqlite
+            for mode in MODES:
+                r.retrieve(q, k=10, mode=mode)  # type: ignore[arg-type]
+    out: dict[str, dict[str, list[float]]] = {
+        b: {k: [] for k in (*MODES, "embed", "search_hybrid")} for b in BACKENDS
+    }
+    for q in queries:  # interleaved: load drift hits every backend and mode alike
+        for b, r in rs.items():
+            o = out[b]
+            for mode in MODES:
+                t = time.perf_counter()
+                r.retrieve(q, k=10, mode=mode)  # type: ignore[arg-type]
+                o[mode].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            vec = embs[b].embed([q])[0]
+            o["embed"].append(time.perf_counter() - t)
+            index = r._current().index
+            t = time.perf_counter()
+            index.search(q, vec, 10, "hybrid")
+            o["search_hybrid"].append(time.perf_counter() - t)
+    return out
+
+
+def export_code(rev: str, into: Path) -> Path:
+    """``indexing/`` and ``genaiops/`` as of git revision ``rev``, extracted into ``into``."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "indexing", "genaiops"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def latency(before: str | None, rounds: int, n_queries: int) -> dict:
+    """retrieve() latency per backend and mode; this tree and (optionally) ``before`` alternate
+    in ``rounds`` subprocess rounds and their samples are pooled per code version."""
+    with (scifact_dir() / "queries.jsonl").open() as f:
+        queries = [r["text"] for r in map(json.loads, f)][:n_queries]
+    samples: dict[str, dict[str, dict[str, list[float]]]] = {}
+    loads: list[list[float]] = [load()]
+    with tempfile.TemporaryDirectory(prefix="genaiops-before-") as tmp:
+        codes = {"after": ROOT}
+        if before:
+            codes = {"before": export_code(before, Path(tmp)), **codes}
+        for rnd in range(rounds):
+            for name, code in codes.items():
+                t = time.perf_counter()
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--worker", str(code), "--queries", str(n_queries)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                got = json.loads(proc.stdout.strip().splitlines()[-1])
+                mine = samples.setdefault(name, {})
+                for b, series in got.items():
+                    for key, xs in series.items():
+                        mine.setdefault(b, {}).setdefault(key, []).extend(xs)
+                loads.append(load())
+                log(f"round {rnd} {name}: {time.perf_counter() - t:.0f} s, load {loads[-1]}")
+    out: dict = {"queries": len(queries), "rounds": rounds, "load_per_round": loads}
+    if before:
+        out["before_rev"] = before
+    for name, per_b in samples.items():
+        out[name] = {b: {k: percentiles(xs) for k, xs in ser.items()} for b, ser in per_b.items()}
+    if before:
+        out["speedup"] = {
+            b: {
+                k: {
+                    p: round(out["before"][b][k][p] / out["after"][b][k][p], 2)
+                    for p in ("p50_ms", "p99_ms")
+                }
+                for k in (*MODES, "embed")
+            }
+            for b in BACKENDS
+        }
+    a = out["after"]
+    out["targets"] = {
+        b: {
+            "embed_p50_le_5ms": a[b]["embed"]["p50_ms"] <= 5,
+            "hybrid_p99_le_15ms": a[b]["hybrid"]["p99_ms"] <= 15,
+        }
+        for b in BACKENDS
+    }
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stage", choices=("all", "quality", "latency"), default="all")
     ap.add_argument("--build-threads", type=int, default=2)
     ap.add_argument("--query-threads", type=int, default=1)
+    ap.add_argument("--before", help="git revision to time alongside this tree (latency)")
+    ap.add_argument("--rounds", type=int, default=2, help="latency rounds per code version")
+    ap.add_argument("--queries", type=int, default=200, help="latency: SciFact queries timed")
+    ap.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     setup_env(args.query_threads)
+    if args.worker:
+        with (scifact_dir() / "queries.jsonl").open() as f:
+            queries = [r["text"] for r in map(json.loads, f)][: args.queries]
+        print(json.dumps(worker(args.worker, queries)))
+        return
     result: dict = {"machine": machine()}
     path = RESULTS / "query_path.json"
     if path.exists():  # the stages fill one result file
@@ -119,6 +230,10 @@ def main() -> None:
     if args.stage in ("all", "quality"):
         result["quality"] = quality(built)
         result["quality_load_after"] = machine()["load"]
+        write_result("query_path", result)
+    if args.stage in ("all", "latency"):
+        result["latency"] = latency(args.before, args.rounds, args.queries)
+        result["query_threads"] = args.query_threads
         write_result("query_path", result)
     log(f"wrote {path}")
 
