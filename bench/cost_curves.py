@@ -163,22 +163,79 @@ def child(n: int, dense: str, words: int, n_queries: int) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def extrapolate_hnsw(rows: list[dict], sizes: list[int]) -> list[dict]:
-    """HNSW write time at unmeasured sizes: flat write at that size + the graph part scaled
-    n log n from the largest measured size (graph part = HNSW write - flat write there)."""
-    measured = {r["n"]: r for r in rows if r["kind"] == "hnsw" and not r.get("extrapolated")}
-    flat = {r["n"]: r for r in rows if r["kind"] == "flat"}
-    both = sorted(set(measured) & set(flat))
+def child_dense_only(n: int, n_queries: int) -> dict:
+    """Above ``--lexical-max``: the flat FAISS part alone (what ``FaissBackend.write`` does for
+    dense: ``IndexFlatIP.add`` + ``write_index``), then single-query search on one thread (the
+    store's way) and on FAISS's default thread count."""
+    import faiss
+
+    from indexing.store.faiss_store import single_thread
+
+    real = real_vectors()
+    vecs = vectors(n + n_queries, 0, real)
+    base, qvecs = vecs[:n], vecs[n:]
+    tmp = Path(tempfile.mkdtemp(prefix="genaiops-cost-"))
+    try:
+        data_rss = rss_mb()
+        t = time.perf_counter()
+        index = faiss.IndexFlatIP(DIM)
+        index.add(base)
+        faiss.write_index(index, str(tmp / "dense.faiss"))
+        write_s = time.perf_counter() - t
+        del index
+        peak = peak_rss_mb()
+        disk = (tmp / "dense.faiss").stat().st_size / 1024**2
+        index = faiss.read_index(str(tmp / "dense.faiss"))
+        res: dict = {
+            "n": n,
+            "kind": "flat",
+            "dense_only": True,
+            "vectors": "gaussian fitted to SciFact" if real is not None else "isotropic",
+            "store_write_s": round(write_s, 2),
+            "data_rss_mb": round(data_rss),
+            "peak_rss_mb": round(peak),
+            "disk_mb": round(disk, 1),
+        }
+        for key, one in (("dense", True), ("dense_default_omp", False)):
+            ts = []
+            for v in qvecs:
+                q = np.ascontiguousarray(v.reshape(1, -1))
+                t = time.perf_counter()
+                if one:
+                    with single_thread():
+                        index.search(q, 10)
+                else:
+                    index.search(q, 10)
+                ts.append(time.perf_counter() - t)
+            res[key] = percentiles(ts)
+        res["dense_default_omp"]["omp_threads"] = faiss.omp_get_max_threads()
+        return res
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def extrapolate(rows: list[dict], sizes: list[int]) -> list[dict]:
+    """Store write time at sizes not measured in full, from the largest measured size ``m``:
+    flat (bm25-dominated) scaled linearly, HNSW = that + its graph part (HNSW write - flat
+    write at ``m``) scaled n log n.  Marked ``extrapolated``."""
+    full = [r for r in rows if not r.get("dense_only") and not r.get("extrapolated")]
+    flat = {r["n"]: r["store_write_s"] for r in full if r["kind"] == "flat"}
+    hnsw = {r["n"]: r["store_write_s"] for r in full if r["kind"] == "hnsw"}
+    both = sorted(set(flat) & set(hnsw))
     if not both:
         return []
     m = both[-1]
-    graph = measured[m]["store_write_s"] - flat[m]["store_write_s"]
+    graph = hnsw[m] - flat[m]
     out = []
     for n in sizes:
-        if n in measured or n not in flat:
-            continue
-        est = flat[n]["store_write_s"] + graph * (n * math.log(n)) / (m * math.log(m))
-        out.append({"n": n, "kind": "hnsw", "extrapolated": True, "store_write_s": round(est)})
+        flat_n = flat.get(n, flat[m] * n / m)
+        if n not in flat:
+            out.append(
+                {"n": n, "kind": "flat", "extrapolated": True, "store_write_s": round(flat_n)}
+            )
+        if n not in hnsw:
+            est = flat_n + graph * (n * math.log(n)) / (m * math.log(m))
+            out.append({"n": n, "kind": "hnsw", "extrapolated": True, "store_write_s": round(est)})
     return out
 
 
@@ -196,7 +253,10 @@ def plot(result: dict) -> list[Path]:
         pts = sorted(
             (r["n"], r[key])
             for r in rows
-            if r["kind"] == dense and key in r and not (measured_only and r.get("extrapolated"))
+            if r["kind"] == dense
+            and key in r
+            and not r.get("dense_only")
+            and not (measured_only and r.get("extrapolated"))
         )
         return [p[0] for p in pts], [p[1] for p in pts]
 
@@ -204,12 +264,23 @@ def plot(result: dict) -> list[Path]:
     for dense, style in (("flat", "o-"), ("hnsw", "s-")):
         axes[0].plot(*series(dense, "store_write_s"), style, label=f"{dense} (dense + bm25)")
         axes[1].plot(*series(dense, "peak_rss_mb"), style, label=f"{dense}: peak RSS")
-    est = [r for r in rows if r.get("extrapolated")]
-    if est:
-        axes[0].plot(
-            [r["n"] for r in est], [r["store_write_s"] for r in est], "s", mfc="none",
-            label="hnsw, extrapolated (n log n)",
-        )  # fmt: skip
+    for dense, mk, color, how in (
+        ("flat", "o", "tab:blue", "linear"),
+        ("hnsw", "s", "tab:orange", "n log n"),
+    ):
+        est = [r for r in rows if r.get("extrapolated") and r["kind"] == dense]
+        if est:
+            axes[0].plot(
+                [r["n"] for r in est], [r["store_write_s"] for r in est], mk, mfc="none",
+                color=color, label=f"{dense}, extrapolated ({how})",
+            )  # fmt: skip
+    only = sorted((r["n"], r) for r in rows if r.get("dense_only"))
+    if only:
+        for ax, key in ((axes[0], "store_write_s"), (axes[1], "peak_rss_mb")):
+            ax.plot(
+                [n for n, _ in only], [r[key] for _, r in only], "D", color="tab:blue",
+                mfc="none", label="flat, dense part only (no bm25)",
+            )  # fmt: skip
     axes[1].plot(*series("flat", "data_rss_mb"), "k:", label="inputs in memory (before write)")
     axes[0].set(title="Store write time", xlabel="chunks", ylabel="seconds")
     axes[1].set(title="Peak memory of the writing process", xlabel="chunks", ylabel="MiB")
@@ -261,6 +332,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--hnsw-max", type=int, default=100_000)
+    ap.add_argument("--lexical-max", type=int, default=100_000, help="above: dense flat only")
     ap.add_argument("--words", type=int, default=100)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--plot-only", action="store_true")
@@ -269,7 +341,11 @@ def main() -> None:
     os.environ.setdefault("SCIFACT_DIR", str(scifact_dir()))
     os.environ.setdefault("GENAIOPS_HOME", str(RESULTS / "cost_curves" / "home"))
     if args.child:
-        print(json.dumps(child(int(args.child[0]), args.child[1], args.words, args.queries)))
+        n, kind = int(args.child[0]), args.child[1]
+        if kind == "flat-dense-only":
+            print(json.dumps(child_dense_only(n, args.queries)))
+        else:
+            print(json.dumps(child(n, kind, args.words, args.queries)))
         return
 
     path = RESULTS / "cost_curves.json"
@@ -280,7 +356,8 @@ def main() -> None:
                 if dense == "hnsw" and n > args.hnsw_max:
                     continue
                 t = time.perf_counter()
-                cmd = [sys.executable, __file__, "--child", str(n), dense]
+                kind = "flat-dense-only" if n > args.lexical_max else dense
+                cmd = [sys.executable, __file__, "--child", str(n), kind]
                 cmd += ["--words", str(args.words), "--queries", str(args.queries)]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode:
@@ -294,7 +371,7 @@ def main() -> None:
                 log(f"{n} {dense}: {time.perf_counter() - t:.0f} s {json.dumps(row)}")
                 write_result("cost_curves", result)
         result["rows"] = [r for r in result["rows"] if not r.get("extrapolated")]
-        result["rows"] += extrapolate_hnsw(result["rows"], sorted({r["n"] for r in result["rows"]}))
+        result["rows"] += extrapolate(result["rows"], sorted({r["n"] for r in result["rows"]}))
         m = machine()
         result["machine"] = m
         result["words_per_chunk"] = args.words

@@ -46,7 +46,7 @@ def setup_env(query_threads: int) -> None:
     os.environ["GENAIOPS_TORCH_THREADS"] = str(query_threads)
 
 
-def build_all(build_threads: int) -> dict[str, dict]:
+def build_all(build_threads: int, backends: tuple[str, ...] = BACKENDS) -> dict[str, dict]:
     """Build (or find) the SciFact index for each backend; returns version ids and timings."""
     import torch
 
@@ -59,7 +59,7 @@ def build_all(build_threads: int) -> dict[str, dict]:
     torch.set_num_threads(build_threads)
     base = load_index_spec(SPEC)
     out: dict[str, dict] = {}
-    for b in BACKENDS:
+    for b in backends:
         onnx_mod._SESSIONS.clear()  # a session is sized at creation: one for the build threads
         spec = base.model_copy(
             update={
@@ -77,14 +77,14 @@ def build_all(build_threads: int) -> dict[str, dict]:
 
 
 def quality(built: dict[str, dict]) -> dict[str, dict]:
-    """nDCG@10 per backend and mode over all SciFact train queries."""
+    """nDCG@10 per built backend and mode over all SciFact train queries."""
     from indexing import Retriever
 
     qrels = load_qrels(scifact_dir())
     queries = load_queries(scifact_dir())
     qids = sorted(q for q in qrels if q in queries)
     out: dict[str, dict] = {}
-    for b in BACKENDS:
+    for b in built:
         r = Retriever(f"scifact-{b}", built[b]["version_id"], home=HOME)
         out[b] = {"queries": len(qids)}
         for mode in MODES:
@@ -96,10 +96,22 @@ def quality(built: dict[str, dict]) -> dict[str, dict]:
                 sum(ndcg(got[q], qrels[q]) for q in qids) / len(qids), 4
             )
         log(f"{b}: {out[b]}")
+    return out
+
+
+def quality_deltas(per_backend: dict[str, dict]) -> dict[str, dict]:
+    """Each ONNX backend's nDCG@10 minus torch's, per mode."""
+    out: dict[str, dict] = {}
+    if "torch" not in per_backend:
+        return out
     for b in BACKENDS[1:]:
-        for mode in ("dense", "hybrid"):
-            key = f"ndcg@10_{mode}"
-            out[b][f"delta_vs_torch_{mode}"] = round(out[b][key] - out["torch"][key], 4)
+        if b in per_backend:
+            out[b] = {
+                mode: round(
+                    per_backend[b][f"ndcg@10_{mode}"] - per_backend["torch"][f"ndcg@10_{mode}"], 4
+                )
+                for mode in MODES
+            }
     return out
 
 
@@ -210,6 +222,7 @@ def main() -> None:
     ap.add_argument("--stage", choices=("all", "quality", "latency"), default="all")
     ap.add_argument("--build-threads", type=int, default=2)
     ap.add_argument("--query-threads", type=int, default=1)
+    ap.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     ap.add_argument("--before", help="git revision to time alongside this tree (latency)")
     ap.add_argument("--rounds", type=int, default=2, help="latency rounds per code version")
     ap.add_argument("--queries", type=int, default=200, help="latency: SciFact queries timed")
@@ -225,12 +238,18 @@ def main() -> None:
     path = RESULTS / "query_path.json"
     if path.exists():  # the stages fill one result file
         result = {**json.loads(path.read_text()), "machine": machine()}
-    built = build_all(args.build_threads)
-    result["indexes"] = built
+    backends = tuple(args.backends)
     if args.stage in ("all", "quality"):
-        result["quality"] = quality(built)
-        result["quality_load_after"] = machine()["load"]
-        write_result("query_path", result)
+        # one file per backend: the three builds may run as separate processes
+        built = build_all(args.build_threads, backends)
+        for b, q in quality(built).items():
+            part = RESULTS / "query_path" / f"quality_{b}.json"
+            rec = {"index": built[b], **q, "machine": machine(), "date": time.ctime()}
+            part.write_text(json.dumps(rec, indent=2))
+    parts = {b: RESULTS / "query_path" / f"quality_{b}.json" for b in BACKENDS}
+    result["quality"] = {b: json.loads(p.read_text()) for b, p in parts.items() if p.exists()}
+    result["quality_delta_vs_torch"] = quality_deltas(result["quality"])
+    write_result("query_path", result)
     if args.stage in ("all", "latency"):
         result["latency"] = latency(args.before, args.rounds, args.queries)
         result["query_threads"] = args.query_threads
