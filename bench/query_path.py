@@ -11,8 +11,8 @@
    dense / lexical / hybrid on those indexes, and of embedding one query on its own, per
    backend; backends interleaved query by query so load drift hits all of them alike.  With
    ``--before REV`` the same measurement also runs on the code of git revision ``REV``
-   (``indexing/`` and ``genaiops/`` extracted with ``git archive`` into a temporary folder and
-   run in a subprocess) alternating with this tree, so before/after come from one run.
+   (``indexing/`` and ``genaiops/`` extracted with ``git archive`` into a temporary folder) in a
+   subprocess running at the same time as this tree's, so both see the same load.
    Threads: torch pinned to 1 (as ``bench/_common.torch_threads``); ONNX Runtime and FAISS at
    the library defaults (``GENAIOPS_TORCH_THREADS`` unset), which is what the changes touch.
    A backend whose index is not built yet gets its query embedding timed only.
@@ -186,24 +186,32 @@ def latency(before: str | None, rounds: int, n_queries: int) -> dict:
         codes = {"after": ROOT}
         if before:
             codes = {"before": export_code(before, Path(tmp)), **codes}
+        env = {k: v for k, v in os.environ.items() if k != "GENAIOPS_TORCH_THREADS"}
         for rnd in range(rounds):
-            for name, code in codes.items():
-                t = time.perf_counter()
-                env = {k: v for k, v in os.environ.items() if k != "GENAIOPS_TORCH_THREADS"}
-                proc = subprocess.run(
+            # the code versions run at the same time, so they share whatever load there is
+            # (run one after the other, a load change between them reads as a speedup)
+            t = time.perf_counter()
+            procs = {
+                name: subprocess.Popen(
                     [sys.executable, __file__, "--worker", str(code), "--queries", str(n_queries)],
-                    check=True,
-                    capture_output=True,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
                     text=True,
                     env=env,
                 )
-                got = json.loads(proc.stdout.strip().splitlines()[-1])
+                for name, code in codes.items()
+            }
+            for name, proc in procs.items():
+                stdout, _ = proc.communicate()
+                if proc.returncode:
+                    raise SystemExit(f"latency worker {name} failed ({proc.returncode})")
+                got = json.loads(stdout.strip().splitlines()[-1])
                 mine = samples.setdefault(name, {})
                 for b, series in got.items():
                     for key, xs in series.items():
                         mine.setdefault(b, {}).setdefault(key, []).extend(xs)
-                loads.append(load())
-                log(f"round {rnd} {name}: {time.perf_counter() - t:.0f} s, load {loads[-1]}")
+            loads.append(load())
+            log(f"round {rnd}: {time.perf_counter() - t:.0f} s, load {loads[-1]}")
     out: dict = {"queries": len(queries), "rounds": rounds, "load_per_round": loads}
     if before:
         out["before_rev"] = before
