@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from _common import RESULTS, ROOT, log, machine, peak_rss_mb, percentiles, scifact_dir, write_result
@@ -79,16 +80,9 @@ def vectors(n: int, seed: int, real: np.ndarray | None) -> np.ndarray:
 
 def texts(n: int, words: int, seed: int) -> list[str]:
     """``n`` texts of ``words`` words drawn from SciFact's unigram distribution, in blocks."""
-    import re
-    from collections import Counter
+    from query_latency import scifact_unigrams
 
-    counts: Counter[str] = Counter()
-    with (scifact_dir() / "corpus.jsonl").open() as f:
-        for rec in map(json.loads, f):
-            counts.update(re.findall(r"[a-z0-9]+", rec["text"].lower()))
-    vocab = np.array(list(counts))
-    p = np.array(list(counts.values()), dtype=np.float64)
-    p /= p.sum()
+    vocab, p = scifact_unigrams()
     rng = np.random.default_rng(seed)
     out: list[str] = []
     for s in range(0, n, GEN_BLOCK):
@@ -284,16 +278,7 @@ def plot(result: dict) -> list[Path]:
     axes[1].plot(*series("flat", "data_rss_mb"), "k:", label="inputs in memory (before write)")
     axes[0].set(title="Store write time", xlabel="chunks", ylabel="seconds")
     axes[1].set(title="Peak memory of the writing process", xlabel="chunks", ylabel="MiB")
-    for ax in axes:
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(result["caption"], fontsize=8)
-    fig.tight_layout()
-    paths.append(IMG / "cost_build.png")
-    fig.savefig(paths[-1], dpi=110)
-    plt.close(fig)
+    paths.append(finish(fig, axes, result["caption"], "cost_build.png"))
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for i, pct in enumerate(("p50_ms", "p99_ms")):
@@ -316,16 +301,25 @@ def plot(result: dict) -> list[Path]:
         if pts:
             ax.plot(*zip(*pts, strict=True), "x:", color="grey", label="dense, flat, default OMP")
         ax.set(title=f"Single-query search {pct[:3]}", xlabel="chunks", ylabel="ms")
+    paths.append(finish(fig, axes, result["caption"], "cost_query.png"))
+    return paths
+
+
+def finish(fig: Any, axes: Any, caption: str, name: str) -> Path:
+    """Log-log axes with a grid and legend, the machine caption, saved under docs/img."""
+    import matplotlib.pyplot as plt
+
+    for ax in axes:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(result["caption"], fontsize=8)
+    fig.suptitle(caption, fontsize=8)
     fig.tight_layout()
-    paths.append(IMG / "cost_query.png")
-    fig.savefig(paths[-1], dpi=110)
+    path = IMG / name
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return paths
+    return path
 
 
 def main() -> None:
