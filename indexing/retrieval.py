@@ -6,7 +6,7 @@
     >>> hits[0].doc_id, hits[0].score, hits[0].version_id               # doctest: +SKIP
 
 A :class:`Retriever` loads the version an alias points at once per process and checks the alias
-file on every call with one ``stat``: while its (inode, size, mtime) stay the same the resolved
+file on every call with one ``stat``: while its (inode, size, times) stay the same the resolved
 version is reused, so a query reads no JSON and lists no folder; when the alias moves (an atomic
 replace makes a new file) the next call resolves it again and loads the new version.  A pinned
 version id is resolved once: published versions never change.

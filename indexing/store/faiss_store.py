@@ -6,9 +6,10 @@ folder, never over a live file) and ``lexical/`` (bm25s arrays and JSON vocab, n
 A search is one query, and FAISS runs it with **one** OpenMP thread: splitting a single query's
 scan across threads saves little at these sizes and, when other processes hold the cores, every
 parallel region waits for its slowest thread.  On the shared 2-core benchmark machine a 10k flat
-search took p50 80 ms with FAISS's default (2 threads) and 0.3 ms with one (docs/benchmarks.md,
-"Query latency").  The thread count is set for the calling thread only (OpenMP keeps it per
-thread) and restored after the search, so batch work elsewhere in the process keeps its threads.
+search took p50 100 ms with FAISS's default (2 threads) and 0.34 ms with one, and one thread was
+still 1.7x faster at 1M (docs/benchmarks.md, "Query path changes and cost curves").  The
+thread count is set for the calling thread only (OpenMP keeps it per thread) and restored after
+the search, so batch work elsewhere in the process keeps its threads.
 """
 
 from __future__ import annotations
