@@ -10,12 +10,7 @@ L2 normalise, max 256 wordpieces); the tests hold it to cosine >= 0.99 / 0.97 ag
 
 Exports are cached under ``$GENAIOPS_HOME/cache/onnx/<model>@<package version>/<backend>/`` and
 published by renaming a finished temporary folder, so a killed export never leaves a half model
-behind.  One :class:`OnnxSession` per (backend, model) per process, holding up to two ONNX Runtime
-sessions of the same file: one with :func:`onnx_threads` intra-op threads for batches (builds) and,
-made on the first single-text call when that is more than one thread, one with a single thread
-for queries.  A query is a few dozen wordpieces: every op is too small to split, and with
-spinning off (below) each parallel op first has to wake a sleeping worker, so one thread is the
-faster choice for one text; see docs/benchmarks.md "Embedding backends".
+behind.  One ``InferenceSession`` per (backend, model) per process.
 """
 
 from __future__ import annotations
@@ -151,53 +146,32 @@ def ensure_export(backend: str, model_key: str, weights: Path) -> Path:
     return path
 
 
-def _inference_session(path: Path, threads: int) -> Any:
-    try:
-        import onnxruntime as ort
-    except ImportError as e:  # pragma: no cover - onnxruntime is a dependency
-        msg = "onnxruntime is not installed (pip install onnxruntime)"
-        raise ProviderUnavailable(msg) from e
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if os.environ.get("GENAIOPS_ONNX_SPIN", "0") != "1":
-        # idle workers sleep instead of spinning: on a small shared CPU spinning threads
-        # burn the cores other processes (and this one's next op) need
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-
-
 class OnnxSession:
-    """The model's ONNX Runtime sessions plus its tokenizer; encodes like the ST pipeline.
+    """One ONNX Runtime session plus the model's tokenizer; encodes like the ST pipeline."""
 
-    ``session`` (``threads`` intra-op threads) runs batches; one text at a time runs on a
-    one-thread session of the same model, made on first use (the same one when ``threads``
-    is 1), so a query server pays for a second copy of the weights only if it has threads
-    to spare.
-    """
-
-    def __init__(self, path: Path, tokenizer: Any, threads: int | None = None):
+    def __init__(self, path: Path, tokenizer: Any):
+        try:
+            import onnxruntime as ort
+        except ImportError as e:  # pragma: no cover - onnxruntime is a dependency
+            msg = "onnxruntime is not installed (pip install onnxruntime)"
+            raise ProviderUnavailable(msg) from e
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = onnx_threads()
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if os.environ.get("GENAIOPS_ONNX_SPIN", "0") != "1":
+            # idle workers sleep instead of spinning: on a small shared CPU spinning threads
+            # burn the cores other processes (and this one's next op) need
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = path
-        self.threads = threads or onnx_threads()
-        self.session = _inference_session(path, self.threads)
-        self._single: Any = self.session if self.threads == 1 else None
-        self._single_lock = threading.Lock()
+        self.session = ort.InferenceSession(
+            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
         self._inputs = {i.name for i in self.session.get_inputs()}
         self.tokenizer = tokenizer
         # a fast tokenizer's padding/truncation state is mutable: one caller at a time
         self._tok_lock = threading.Lock()
-
-    def session_for(self, rows: int) -> Any:
-        """The session a batch of ``rows`` texts runs on (one thread for a single text)."""
-        if rows > 1:
-            return self.session
-        if self._single is None:
-            with self._single_lock:
-                if self._single is None:
-                    self._single = _inference_session(self.path, 1)
-        return self._single
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """L2-normalised mean-pooled embeddings, float32, one row per text (in order)."""
@@ -215,7 +189,7 @@ class OnnxSession:
                     return_tensors="np",
                 )
             feed = {k: v.astype(np.int64) for k, v in enc.items() if k in self._inputs}
-            hidden = self.session_for(len(idx)).run(None, feed)[0]
+            hidden = self.session.run(None, feed)[0]
             mask = enc["attention_mask"].astype(np.float32)[:, :, None]
             pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
             out.append(pooled)

@@ -114,23 +114,6 @@ def test_one_session_per_backend_per_process() -> None:
     assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
-def test_one_text_runs_on_a_one_thread_session_made_once() -> None:
-    shared = LocalEmbedder(backend="onnx-int8").warm_up()
-    two = onnx_mod.OnnxSession(shared.path, shared.tokenizer, threads=2)
-    assert two.session.get_session_options().intra_op_num_threads == 2
-    single = two.session_for(1)
-    assert single is not two.session and two.session_for(1) is single
-    assert single.get_session_options().intra_op_num_threads == 1
-    assert two.session_for(4) is two.session  # batches keep the sized session
-    enc = shared.tokenizer([SENTENCES[2]], return_tensors="np")
-    names = {i.name for i in single.get_inputs()}
-    feed = {k: v.astype(np.int64) for k, v in enc.items() if k in names}
-    # same model and input: only the thread count differs
-    assert np.allclose(single.run(None, feed)[0], two.session.run(None, feed)[0], atol=1e-4)
-    one = onnx_mod.OnnxSession(shared.path, shared.tokenizer, threads=1)
-    assert one.session_for(1) is one.session  # no second copy when batches use 1 thread too
-
-
 def test_threads_follow_genaiops_torch_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GENAIOPS_TORCH_THREADS", "3")
     reset_settings()
