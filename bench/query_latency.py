@@ -92,14 +92,19 @@ def gaussian_like(real: np.ndarray, n: int, seed: int) -> np.ndarray:
     return unit(rng.multivariate_normal(mean, cov, size=n, method="cholesky").astype(np.float32))
 
 
-def synthetic_texts(n: int, words: int, seed: int) -> list[str]:
+def scifact_unigrams() -> tuple[np.ndarray, np.ndarray]:
+    """SciFact's words and their probabilities (lower-cased alphanumeric runs of the corpus)."""
     counts: Counter[str] = Counter()
     with (scifact_dir() / "corpus.jsonl").open() as f:
         for rec in map(json.loads, f):
             counts.update(re.findall(r"[a-z0-9]+", rec["text"].lower()))
-    vocab = np.array(list(counts))
     p = np.array(list(counts.values()), dtype=np.float64)
-    draws = np.random.default_rng(seed).choice(len(vocab), size=(n, words), p=p / p.sum())
+    return np.array(list(counts)), p / p.sum()
+
+
+def synthetic_texts(n: int, words: int, seed: int) -> list[str]:
+    vocab, p = scifact_unigrams()
+    draws = np.random.default_rng(seed).choice(len(vocab), size=(n, words), p=p)
     return [" ".join(vocab[row]) for row in draws]
 
 

@@ -273,6 +273,10 @@ class Catalog:
             )
         return self.aliases_dir / f"{alias}.json"
 
+    def alias_file(self, alias: str) -> Path:
+        """The file behind ``alias`` (it may not exist); readers cache by its ``stat``."""
+        return self._alias_path(alias)
+
     def _lock(self) -> contextlib.AbstractContextManager[None]:
         return file_lock(self.root / ".lock")
 

@@ -6,12 +6,17 @@
     >>> hits[0].doc_id, hits[0].score, hits[0].version_id               # doctest: +SKIP
 
 A :class:`Retriever` loads the version an alias points at once per process and checks the alias
-file on every call (one ``stat``), reloading when the alias moves.  Each call is an
-``indexing.retrieve`` span (:mod:`genaiops.tracing`: index, alias, version, mode, k, hits).
+file on every call with one ``stat``: while its (inode, size, times) stay the same the resolved
+version is reused, so a query reads no JSON and lists no folder; when the alias moves (an atomic
+replace makes a new file) the next call resolves it again and loads the new version.  A pinned
+version id is resolved once: published versions never change.
+Each call is an ``indexing.retrieve`` span (:mod:`genaiops.tracing`: index, alias, version,
+mode, k, hits).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from dataclasses import asdict, dataclass
@@ -22,7 +27,7 @@ from genaiops import tracing
 from genaiops.errors import ConfigError
 from genaiops.providers.embeddings import Embedder, EmbedderConfig, make_embedder
 from indexing.catalog import Catalog, read_chunks
-from indexing.spec import StoreSpec
+from indexing.spec import StoreSpec, is_name
 from indexing.store import Mode, SearchIndex, get_backend
 
 __all__ = ["RetrievedChunk", "Retriever", "retrieve"]
@@ -104,13 +109,32 @@ class Retriever:
         self.alias = alias
         self._embedder = embedder
         self._loaded: _Loaded | None = None
+        self._stamp: tuple[int, ...] | None = None  # alias file stat when _loaded was resolved
         self._lock = threading.Lock()
 
+    def _alias_stamp(self) -> tuple[int, ...] | None:
+        """(device, inode, size, mtime, ctime) of the alias file; None when there is none."""
+        if not is_name(self.alias):
+            return None
+        try:
+            st = os.stat(self.catalog.alias_file(self.alias))
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
     def _current(self) -> _Loaded:
+        loaded = self._loaded
+        if loaded is not None and loaded.version_id == self.alias:
+            return loaded  # pinned to a published version: immutable
+        stamp = self._alias_stamp()
+        if loaded is not None and stamp is not None and stamp == self._stamp:
+            return loaded
+        # stat first, read after: the version read is at least as new as the stamp kept
         version = self.catalog.resolve(self.alias)
         with self._lock:
             if self._loaded is None or self._loaded.version_id != version:
                 self._loaded = _Loaded(self.catalog, version)
+            self._stamp = stamp
             return self._loaded
 
     def _embed(self, loaded: _Loaded, query: str) -> Any:

@@ -2,11 +2,20 @@
 
 Files in the version folder: ``dense.faiss`` (written by ``faiss.write_index`` into the staging
 folder, never over a live file) and ``lexical/`` (bm25s arrays and JSON vocab, no pickle).
+
+A search is one query, and FAISS runs it with **one** OpenMP thread: splitting a single query's
+scan across threads saves little at these sizes and, when other processes hold the cores, every
+parallel region waits for its slowest thread.  On the shared 2-core benchmark machine a 10k flat
+search took p50 100 ms with FAISS's default (2 threads) and 0.34 ms with one, and one thread was
+still 1.7x faster at 1M (docs/benchmarks.md, "Query path changes and cost curves").  The
+thread count is set for the calling thread only (OpenMP keeps it per thread) and restored after
+the search, so batch work elsewhere in the process keeps its threads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +24,23 @@ import numpy as np
 from indexing.spec import StoreSpec
 from indexing.store.base import Mode, rrf_fuse
 
-__all__ = ["FaissBackend", "FaissIndex"]
+__all__ = ["FaissBackend", "FaissIndex", "single_thread"]
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """FAISS (OpenMP) work in the ``with`` block runs on one thread (this thread's setting)."""
+    import faiss
+
+    prev = faiss.omp_get_max_threads()
+    if prev == 1:
+        yield
+        return
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(prev)
 
 
 def _stemmer(params: StoreSpec) -> Any:
@@ -75,7 +100,8 @@ class FaissIndex:
             else:
                 sp = fx.SearchParameters(sel=sel)
             kwargs["params"] = sp
-        scores, ids = self._dense.search(q, min(k, self._n), **kwargs)
+        with single_thread():
+            scores, ids = self._dense.search(q, min(k, self._n), **kwargs)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
     def _lexical_search(
