@@ -367,4 +367,4 @@ def test_local_model_refuses_a_huge_prompt_without_touching_the_generator():
     assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
     assert "8192" in r.json()["error"]["message"]
     local = gw.backends["local-smollm2"]
-    assert local.batches_run == 0 and not local._queues
+    assert local.requests_run == 0 and not local._waiting
