@@ -15,7 +15,7 @@ demo: setup
 	$(BIN)/genaiops demo
 
 test: setup
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_ARGS) --durations=25
 
 test-all: setup
 	$(BIN)/pytest -m "not integration and not gpu"
