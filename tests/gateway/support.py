@@ -3,6 +3,7 @@ loopback server) and a helper that runs a real gateway under uvicorn on a free l
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import time
@@ -345,3 +346,35 @@ def postgres_server(durable: bool = False) -> Iterator[PgServer]:
                 server.stop()
     finally:
         shutil.rmtree(data, ignore_errors=True)
+
+
+def burst(
+    urls: list[str], key: str, n: int, *, timeout: float = 60.0, max_connections: int = 200
+) -> list[httpx.Response]:
+    """``n`` concurrent one-line chat requests (``gpt-test``, ``max_tokens`` 30) spread round
+    robin over the gateways at ``urls``: the replica tests' shared load."""
+
+    async def go() -> list[httpx.Response]:
+        clients = [
+            httpx.AsyncClient(
+                base_url=u,
+                timeout=timeout,
+                limits=httpx.Limits(max_connections=max_connections),
+                headers={"authorization": f"Bearer {key}"},
+            )
+            for u in urls
+        ]
+        try:
+            body = {
+                "model": "gpt-test",
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 30,
+            }
+            return await asyncio.gather(
+                *(clients[i % len(urls)].post("/v1/chat/completions", json=body) for i in range(n))
+            )
+        finally:
+            for c in clients:
+                await c.aclose()
+
+    return asyncio.run(go())

@@ -6,7 +6,6 @@ three processes takes most of a minute on a loaded machine); the slow one runs p
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -21,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from genaiops.cli import app as cli
-from tests.gateway.support import ADMIN_KEY, gateway_processes, mock_upstream_server
+from tests.gateway.support import ADMIN_KEY, burst, gateway_processes, mock_upstream_server
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -35,29 +34,6 @@ def _config(upstream: str, state: str) -> str:
         "  - {name: gpt-test, deployments: [{deployment: up}]}\n"
         f"state: {state}\n"
     )
-
-
-def _burst(urls: list[str], key: str, n: int) -> list[httpx.Response]:
-    async def go() -> list[httpx.Response]:
-        clients = [
-            httpx.AsyncClient(
-                base_url=u,
-                timeout=120,
-                limits=httpx.Limits(max_connections=n),
-                headers={"authorization": f"Bearer {key}"},
-            )
-            for u in urls
-        ]
-        try:
-            body = {"model": "gpt-test", "messages": MSG, "max_tokens": 30}
-            return await asyncio.gather(
-                *(clients[i % len(urls)].post("/v1/chat/completions", json=body) for i in range(n))
-            )
-        finally:
-            for c in clients:
-                await c.aclose()
-
-    return asyncio.run(go())
 
 
 def _kill9_under_load(urls: list[str], key: str, victim: object) -> list[str]:
@@ -143,7 +119,7 @@ def _new_key(url: str, limits: dict[str, object]) -> str:
 
 def _quota_and_usage(urls: list[str], pg_dsn: str, cfg_file: str, n: int, quota: int) -> None:
     key = _new_key(urls[0], {"quota": quota, "period": "day"})  # valid on every replica
-    res = _burst(urls, key, n)
+    res = burst(urls, key, n, timeout=120, max_connections=n)
     ok = [r for r in res if r.status_code == 200]
     odd = [r.text for r in res if r.status_code not in (200, 429)]
     assert ok and not odd, odd[:3]

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway.support import ADMIN_KEY, gateway_processes, mock_upstream_server
+from tests.gateway.support import ADMIN_KEY, burst, gateway_processes, mock_upstream_server
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -108,26 +108,7 @@ def test_three_replicas_sharing_redis_hold_quota_and_rpm(tmp_path, redis_url: st
         quota = 2000
         key = _create_key(urls[0], quota=quota, period="day")  # created on one, valid on all
 
-        async def burst(k: str, n: int) -> list[httpx.Response]:
-            clients = [
-                httpx.AsyncClient(
-                    base_url=u,
-                    timeout=60,
-                    limits=httpx.Limits(max_connections=200),
-                    headers={"authorization": f"Bearer {k}"},
-                )
-                for u in urls
-            ]
-            try:
-                body = {"model": "gpt-test", "messages": MSG, "max_tokens": 30}
-                return await asyncio.gather(
-                    *(clients[i % 3].post("/v1/chat/completions", json=body) for i in range(n))
-                )
-            finally:
-                for c in clients:
-                    await c.aclose()
-
-        res = asyncio.run(burst(key, 300))
+        res = burst(urls, key, 300)
         ok = [r for r in res if r.status_code == 200]
         assert ok and {r.status_code for r in res} <= {200, 429}
         assert {r.json()["error"]["code"] for r in res if r.status_code == 429} == {
@@ -142,7 +123,7 @@ def test_three_replicas_sharing_redis_hold_quota_and_rpm(tmp_path, redis_url: st
 
         _wait_for_fresh_minute()
         rpm_key = _create_key(urls[1], rpm=20)
-        res = asyncio.run(burst(rpm_key, 60))
+        res = burst(urls, rpm_key, 60)
         assert sum(r.status_code == 200 for r in res) == 20
         assert all(r.headers.get("retry-after") for r in res if r.status_code == 429)
 
