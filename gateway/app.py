@@ -43,6 +43,7 @@ from gateway.state import STATE_ERRORS, StateStore, open_config_store
 from gateway.tracing import instrument
 from genaiops import tracing
 from genaiops.errors import GenAIOpsError
+from genaiops.openai_client import upstream_async_client
 from genaiops.tokens import count_tokens
 
 __all__ = ["app_from_env", "build_gateway", "create_app"]
@@ -59,10 +60,7 @@ def build_gateway(
     capture_store: CaptureStore | None = None,
 ) -> Gateway:
     """Every runtime object of one gateway process, wired together."""
-    http = http_client or httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-        timeout=httpx.Timeout(60.0, connect=5.0),
-    )
+    http = http_client or upstream_async_client()
     store = store or open_config_store(config.state, config.state_path())
     ledger = open_ledger(config)
     backends = build_backends(config, http)

@@ -17,7 +17,11 @@ connection pool per process:
 The gateway's pass-through hot path stays on raw ``httpx.AsyncClient`` (it relays upstream JSON
 and SSE bytes without building SDK objects; ``bench/client_seam.py`` measures the difference,
 ``docs/benchmarks.md`` has the figures) and takes its retry policy from here:
-:data:`RETRY_STATUS`, :func:`retry_after` and :func:`backoff_delay`.
+:data:`RETRY_STATUS`, :func:`retry_after` and :func:`backoff_delay`. Its client,
+:func:`upstream_async_client`, keeps the ``httpx`` API (the tests' ``MockTransport`` seam) over
+``aiohttp``'s connection pool (``httpx-aiohttp``, the transport the ``openai`` SDK's
+``DefaultAioHttpClient`` uses): ``httpcore`` took about half of the gateway's CPU per request
+(``bench/gateway_latency.py``), aiohttp's C-accelerated HTTP/1.1 writer and parser a fraction.
 
     >>> retry_after(httpx.Headers({"retry-after-ms": "250"}))
     0.25
@@ -29,6 +33,7 @@ and SSE bytes without building SDK objects; ``bench/client_seam.py`` measures th
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
 import socket
 import threading
@@ -50,6 +55,7 @@ __all__ = [
     "retry_after",
     "shared_http_client",
     "to_upstream_error",
+    "upstream_async_client",
 ]
 
 #: statuses worth retrying (the same set the ``openai`` SDK retries)
@@ -72,6 +78,29 @@ def shared_http_client() -> httpx.Client:
             limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
             _SHARED = (os.getpid(), httpx.Client(limits=limits, timeout=600.0))
         return _SHARED[1]
+
+
+def upstream_async_client(
+    *, max_connections: int = 512, max_keepalive: int = 128, timeout_s: float = 60.0
+) -> httpx.AsyncClient:
+    """The gateway's pooled async client: ``httpx.AsyncClient`` over an aiohttp transport.
+
+    Per-request timeouts (``httpx.Timeout``) map to aiohttp's connect and per-read timeouts;
+    no cookie is ever kept (an upstream's ``Set-Cookie`` must not reach another key's
+    request); errors are ``httpx`` ones of the same kind as ``httpcore`` raises (a refused
+    connection is :class:`httpx.ConnectError`, not a timeout). Proxies from the environment
+    (``HTTPS_PROXY``) still go through httpx's own proxy transport.
+    """
+    from genaiops._aiohttp import AiohttpTransport
+
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive)
+    return httpx.AsyncClient(
+        transport=AiohttpTransport(limits=limits),
+        limits=limits,
+        timeout=httpx.Timeout(timeout_s, connect=5.0),
+        # a jar that accepts no domain: the gateway relays for many keys
+        cookies=http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
+    )
 
 
 @dataclass(frozen=True)
