@@ -185,6 +185,7 @@ def litellm_yaml(upstream: str) -> str:
 
 
 PASS = "fastapi+httpx pass-through"
+PASS_AIO = "fastapi+httpx-aiohttp pass-through"
 OFF = "gateway (quota+safety off)"
 ON = "gateway (quota+safety on)"
 ON2 = "gateway (quota+safety on, 2 workers)"
@@ -256,6 +257,15 @@ def run_proxies(
         )  # fmt: skip
         procs.append(p)
         targets[PASS], pids[PASS] = (f"http://127.0.0.1:{port}/v1", {}), p.pid
+        port = free_port()
+        p = start(
+            [sys.executable, str(ROOT / "bench" / "passthrough.py"), "--upstream", upstream,
+             "--port", str(port), "--transport", "aiohttp"],
+            env,
+            f"http://127.0.0.1:{port}/healthz",
+        )  # fmt: skip
+        procs.append(p)
+        targets[PASS_AIO], pids[PASS_AIO] = (f"http://127.0.0.1:{port}/v1", {}), p.pid
         gateways: list[tuple[str, bool, int, Path | None]] = [(OFF, False, 1, None)]
         gateways.append((ON, True, 1, None))
         if two_workers:
@@ -379,7 +389,8 @@ def render(r: dict[str, Any]) -> str:
         "proxies and the mock upstream (`gateway.testing`, 0 ms service time) all run on this "
         "machine over loopback; non-streaming chat, `max_tokens` 16; added = proxy minus direct "
         "at the same concurrency in the same run. The pass-through (`bench/passthrough.py`) is "
-        "a bare FastAPI route relaying the body with the same pooled `httpx` client, no checks. "
+        "a bare FastAPI route relaying the body with a pooled `httpx` client, no checks (the "
+        "*httpx-aiohttp* one relays with the gateway's own upstream client, httpx over aiohttp). "
         "*Quota + safety on*: a key with RPM, TPM and a monthly quota (reservation and "
         "settlement in SQLite), offline safety on prompt and completion, the ledger row "
         "committed before the reply (the ledger is on in every gateway row)."
@@ -449,6 +460,15 @@ def goals(r: dict[str, Any]) -> list[str]:
             f"concurrency 1: added p50 not measurable in this run (the pass-through's is "
             f"{bare['added_p50_ms']} ms: direct calls were slower than relayed ones, so the "
             "latencies are scheduling noise of the loaded machine)"
+        )
+    aio = one.get(PASS_AIO)
+    if ours and aio and aio["added_p50_ms"] > 0:
+        out.append(
+            "concurrency 1, the gateway's own work: added p50 "
+            f"{ours['added_p50_ms']} ms vs {aio['added_p50_ms']} ms for a pass-through on the "
+            f"gateway's own upstream client (httpx over aiohttp): "
+            f"{ours['added_p50_ms'] / aio['added_p50_ms']:.2f}x; CPU per request "
+            f"{ours['cpu_ms_per_req']} vs {aio['cpu_ms_per_req']} ms"
         )
     if ours and bare and bare.get("cpu_ms_per_req"):
         ratio = ours["cpu_ms_per_req"] / bare["cpu_ms_per_req"]
@@ -525,6 +545,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--render", action="store_true")
     ap.add_argument("--levels", default="1,8,32,128")
+    ap.add_argument("--requests", type=int, help="requests per level (default 400, --quick 100)")
     ap.add_argument("--no-local", action="store_true")
     ap.add_argument("--two-workers", action="store_true", help="also a 2-worker gateway")
     ap.add_argument(
@@ -544,7 +565,7 @@ def main() -> None:
     r.update(
         run_proxies(
             [int(x) for x in a.levels.split(",")],
-            100 if a.quick else 400,
+            a.requests or (100 if a.quick else 400),
             baseline=a.baseline.resolve() if a.baseline else None,
             two_workers=a.two_workers,
         )

@@ -7,6 +7,11 @@ the gateway (one process, ``log_level=warning``, no access log), so the differen
 two is the gateway's own work.  ``bench/gateway_latency.py`` starts it beside the gateway.
 
     python bench/passthrough.py --upstream http://127.0.0.1:9001/v1 --port 9002
+    python bench/passthrough.py ... --transport aiohttp   # the gateway's own upstream client
+
+``--transport aiohttp`` relays with :func:`genaiops.openai_client.upstream_async_client` (httpx
+over aiohttp, what the gateway uses), so the gateway's own work can be told apart from the
+client's: the issue-9 yardstick stays the plain httpx pass-through.
 """
 
 from __future__ import annotations
@@ -20,11 +25,16 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 
 
-def create_app(upstream: str) -> FastAPI:
-    client = httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
-        timeout=httpx.Timeout(60.0, connect=5.0),
-    )
+def create_app(upstream: str, transport: str = "httpx") -> FastAPI:
+    if transport == "aiohttp":
+        from genaiops.openai_client import upstream_async_client
+
+        client = upstream_async_client()
+    else:
+        client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+            timeout=httpx.Timeout(60.0, connect=5.0),
+        )
     url = upstream.rstrip("/") + "/chat/completions"
 
     @contextlib.asynccontextmanager
@@ -53,9 +63,14 @@ def main() -> None:
     ap.add_argument("--upstream", required=True, help="the upstream's /v1 base URL")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=9002)
+    ap.add_argument("--transport", choices=("httpx", "aiohttp"), default="httpx")
     a = ap.parse_args()
     uvicorn.run(
-        create_app(a.upstream), host=a.host, port=a.port, log_level="warning", access_log=False
+        create_app(a.upstream, a.transport),
+        host=a.host,
+        port=a.port,
+        log_level="warning",
+        access_log=False,
     )
 
 
