@@ -164,6 +164,42 @@ async def load(
     }
 
 
+async def interleaved(
+    targets: dict[str, tuple[str, dict[str, str]]], n: int, body: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Concurrency 1 on every path at once: one request to each path in turn, ``n`` rounds
+    (after 50 warm-up rounds), so a change in machine load hits all paths alike."""
+    import aiohttp
+
+    sessions = {k: aiohttp.ClientSession(headers=h) for k, (_, h) in targets.items()}
+    lat: dict[str, list[float]] = {k: [] for k in targets}
+    errors = dict.fromkeys(targets, 0)
+    try:
+        for i in range(n + 50):
+            for k, (url, _) in targets.items():
+                t0 = time.perf_counter()
+                async with sessions[k].post(url + "/chat/completions", json=body) as r:
+                    await r.read()
+                    bad = r.status != 200
+                if i >= 50:
+                    lat[k].append(time.perf_counter() - t0)
+                    errors[k] += bad
+    finally:
+        for s in sessions.values():
+            await s.close()
+    out = {}
+    for k, xs in lat.items():
+        ms = np.asarray(xs) * 1000
+        out[k] = {
+            "n": len(xs),
+            "errors": errors[k],
+            "rps": round(len(xs) / (float(ms.sum()) / 1000), 1),
+            "p50_ms": round(float(np.percentile(ms, 50)), 3),
+            "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        }
+    return out
+
+
 def gateway_yaml(upstream: str, state_dir: Path, on: bool) -> str:
     return (
         "deployments:\n"
@@ -310,6 +346,19 @@ def run_proxies(
                 text=True,
             ).stdout.strip()
         for c in levels:
+            if c == 1:  # every path alternately, request by request: all see the same machine
+                n = per_level * 4
+                log(f"all paths interleaved: concurrency 1, {n} requests each")
+                cpu0 = {k: cpu_seconds(pids[k]) for k in targets}
+                got = asyncio.run(interleaved(targets, n, BODY))
+                for label, r in got.items():
+                    r["cpu_ms_per_req"] = round(
+                        (cpu_seconds(pids[label]) - cpu0[label]) * 1000 / (r["n"] + 50), 3
+                    )
+                    if label == "direct":  # the mock served every path's upstream call too
+                        r["cpu_ms_per_req"] = round(r["cpu_ms_per_req"] / len(targets), 3)
+                    results.setdefault("levels", {}).setdefault("1", {})[label] = r
+                continue
             for label, (url, headers) in targets.items():
                 n = per_level * max(1, c // 8) if c > 1 else per_level
                 if label == LITELLM:  # ~10x slower: fewer requests, still > 100 per client
@@ -388,7 +437,9 @@ def render(r: dict[str, Any]) -> str:
         f"`.venv/bin/python bench/gateway_latency.py{r.get('args', '')}` ({r['date']}). Client, "
         "proxies and the mock upstream (`gateway.testing`, 0 ms service time) all run on this "
         "machine over loopback; non-streaming chat, `max_tokens` 16; added = proxy minus direct "
-        "at the same concurrency in the same run. The pass-through (`bench/passthrough.py`) is "
+        "at the same concurrency in the same run; at concurrency 1 one client sends to every "
+        "path in turn, request by request, so load changes hit all paths alike. "
+        "The pass-through (`bench/passthrough.py`) is "
         "a bare FastAPI route relaying the body with a pooled `httpx` client, no checks (the "
         "*httpx-aiohttp* one relays with the gateway's own upstream client, httpx over aiohttp). "
         "*Quota + safety on*: a key with RPM, TPM and a monthly quota (reservation and "

@@ -133,8 +133,9 @@ def worker(code: Path, queries: list[str]) -> dict[str, dict[str, list[float]]]:
     from indexing import Retriever
 
     assert Path(indexing.__file__).resolve().is_relative_to(code.resolve()), indexing.__file__
-    built = [b for b in BACKENDS if (HOME / "indexes" / f"scifact-{b}" / "aliases").is_dir()]
-    rs = {b: Retriever(f"scifact-{b}", "current", home=HOME) for b in built}
+    home = Path(os.environ.get("QUERY_PATH_HOME", HOME))
+    built = [b for b in BACKENDS if (home / "indexes" / f"scifact-{b}" / "aliases").is_dir()]
+    rs = {b: Retriever(f"scifact-{b}", "current", home=home) for b in built}
     embs = {b: make_embedder(EmbedderConfig(backend=b)) for b in BACKENDS}  # type: ignore[arg-type]
     for q in queries[:20]:  # warm up: model, faiss, bm25, sqlite
         for b in BACKENDS:
@@ -171,7 +172,22 @@ def export_code(rev: str, into: Path) -> Path:
         check=True,
         capture_output=True,
     ).stdout
+    into.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def older_home(into: Path) -> Path:
+    """The indexes of ``HOME`` as code from before the ``engine`` spec key reads them: files
+    hard-linked, each ``manifest.json`` rewritten without ``spec.engine`` (the local engine's
+    default, so the same build)."""
+    subprocess.run(["cp", "-al", str(HOME), str(into)], check=True)
+    for m in into.glob("indexes/*/versions/*/manifest.json"):
+        data = json.loads(m.read_text())
+        if (data.get("spec") or {}).pop("engine", "local") != "local":
+            continue  # built by another engine: leave it alone
+        m.unlink()  # break the hard link before writing
+        m.write_text(json.dumps(data, indent=2))
     return into
 
 
@@ -184,8 +200,10 @@ def latency(before: str | None, rounds: int, n_queries: int) -> dict:
     loads: list[list[float]] = [load()]
     with tempfile.TemporaryDirectory(prefix="genaiops-before-") as tmp:
         codes = {"after": ROOT}
+        homes = {"after": HOME}
         if before:
-            codes = {"before": export_code(before, Path(tmp)), **codes}
+            codes = {"before": export_code(before, Path(tmp) / "code"), **codes}
+            homes["before"] = older_home(Path(tmp) / "home")
         env = {k: v for k, v in os.environ.items() if k != "GENAIOPS_TORCH_THREADS"}
         for rnd in range(rounds):
             # the code versions run at the same time, so they share whatever load there is
@@ -197,7 +215,7 @@ def latency(before: str | None, rounds: int, n_queries: int) -> dict:
                     stdout=subprocess.PIPE,
                     stderr=subprocess.DEVNULL,
                     text=True,
-                    env=env,
+                    env={**env, "QUERY_PATH_HOME": str(homes[name])},
                 )
                 for name, code in codes.items()
             }
