@@ -25,7 +25,12 @@ from typing import Any
 
 from genaiops import tracing
 from genaiops.errors import ConfigError
-from genaiops.providers.embeddings import Embedder, EmbedderConfig, make_embedder
+from genaiops.providers.embeddings import (
+    Embedder,
+    EmbedderConfig,
+    backend_of_model_id,
+    make_embedder,
+)
 from indexing.catalog import Catalog, read_chunks
 from indexing.spec import StoreSpec, is_name
 from indexing.store import Mode, SearchIndex, get_backend
@@ -66,8 +71,13 @@ class _Loaded:
         folder = catalog.version_dir(version_id)
         manifest = catalog.manifest(version_id)
         self.params: StoreSpec = manifest.spec.store
-        self.embedder_config: EmbedderConfig = manifest.spec.embedder
         self.model_id = manifest.model_id
+        # query with the backend the version was built with (its model id), whatever ``auto``
+        # means today: versions from before backends existed say nothing and were torch
+        config = manifest.spec.embedder
+        if config.provider == "local":
+            config = config.model_copy(update={"backend": backend_of_model_id(self.model_id)})
+        self.embedder_config: EmbedderConfig = config
         self.index: SearchIndex = get_backend(self.params).open(folder, self.params)
         self.db = sqlite3.connect(
             f"file:{folder / 'chunks.sqlite'}?mode=ro", uri=True, check_same_thread=False

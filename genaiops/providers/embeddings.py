@@ -29,9 +29,38 @@ from genaiops.openai_client import (
 from genaiops.providers._torch import apply_torch_threads
 from genaiops.settings import SecretRef, get_settings
 
-__all__ = ["Embedder", "EmbedderConfig", "LocalEmbedder", "OpenAIEmbedder", "make_embedder"]
+__all__ = [
+    "Embedder",
+    "EmbedderConfig",
+    "LocalEmbedder",
+    "OpenAIEmbedder",
+    "backend_of_model_id",
+    "make_embedder",
+    "resolve_backend",
+]
 
 LOCAL_MODEL = "all-MiniLM-L6-v2"
+
+Backend = Literal["auto", "torch", "onnx", "onnx-int8"]
+ResolvedBackend = Literal["torch", "onnx", "onnx-int8"]
+
+
+def resolve_backend(backend: str, provider: str, model: str, device: str) -> ResolvedBackend:
+    """The backend ``auto`` stands for: ONNX Runtime fp32 for the packaged MiniLM on the CPU
+    (same ranking as torch, 2.6x faster per query and faster to build: docs/benchmarks.md),
+    torch for everything else (promoted fine-tunes, GPUs, remote providers)."""
+    if backend != "auto":
+        return backend  # type: ignore[return-value]
+    if provider == "local" and model == LOCAL_MODEL and device == "cpu":
+        return "onnx"
+    return "torch"
+
+
+def backend_of_model_id(model_id: str) -> ResolvedBackend:
+    """The backend a version was embedded with, read off its model id (``...+onnx``); ids
+    without a suffix are torch (every version built before backends existed)."""
+    suffix = model_id.rpartition("+")[2] if "+" in model_id else ""
+    return suffix if suffix in ("onnx", "onnx-int8") else "torch"  # type: ignore[return-value]
 
 
 class EmbedderConfig(BaseModel):
@@ -42,8 +71,10 @@ class EmbedderConfig(BaseModel):
     provider: Literal["local", "openai", "azure_openai"] = "local"
     model: str = LOCAL_MODEL
     # local only: ``torch`` (sentence-transformers fp32), ``onnx`` (ONNX Runtime fp32) or
-    # ``onnx-int8`` (dynamic int8); the backend is part of the model id, so of the version id
-    backend: Literal["torch", "onnx", "onnx-int8"] = "torch"
+    # ``onnx-int8`` (dynamic int8); ``auto``: onnx for the packaged MiniLM on the CPU, else
+    # torch (:func:`resolve_backend`). The resolved backend is part of the model id, so of the
+    # version id: a version never mixes vectors of two backends
+    backend: Backend = "auto"
     batch_size: int = Field(default=64, ge=1, le=4096)
     base_url: str | None = None
     api_key_env: str | None = None
@@ -59,9 +90,9 @@ class EmbedderConfig(BaseModel):
                 f"the local provider ships only {LOCAL_MODEL!r}; {self.model!r} is not a "
                 "promoted embedder (genaiops train promote NAME)"
             )
-        if local_other and self.backend != "torch":
+        if local_other and self.backend not in ("auto", "torch"):
             raise ValueError("backend (onnx, onnx-int8) applies to the packaged MiniLM only")
-        if self.provider != "local" and self.backend != "torch":
+        if self.provider != "local" and self.backend not in ("auto", "torch"):
             raise ValueError("backend (onnx, onnx-int8) applies to the local provider only")
         if self.provider == "azure_openai" and not (self.base_url and self.deployment):
             raise ValueError("azure_openai needs base_url (the resource endpoint) and deployment")
@@ -130,20 +161,23 @@ class LocalEmbedder:
 
     ``model`` may name a promoted fine-tune of it (``registered_embedder``, torch only).
     ``backend="torch"`` runs sentence-transformers; ``onnx`` / ``onnx-int8`` run ONNX Runtime
-    on a model exported once from the same packaged weights (see ``providers/onnx.py``).  The
-    torch model id is unchanged from before backends existed, so old versions and caches match.
+    on a model exported once from the same packaged weights (see ``providers/onnx.py``);
+    ``auto`` (the default) is onnx on the CPU, torch on a GPU.  The torch model id is unchanged
+    from before backends existed, so old versions and caches match.
     """
 
     def __init__(
         self,
         batch_size: int = 64,
         device: str | None = None,
-        backend: Literal["torch", "onnx", "onnx-int8"] = "torch",
+        backend: Backend = "auto",
         model: str = LOCAL_MODEL,
     ):
         self.batch_size = batch_size
-        self.backend = backend
         self.device = device or get_settings().device
+        self.backend: ResolvedBackend = resolve_backend(backend, "local", model, self.device)
+        if model != LOCAL_MODEL and self.backend != "torch":
+            raise ProviderUnavailable("backend (onnx, onnx-int8) applies to the packaged MiniLM")
         self._registered = registered_embedder(model) if model != LOCAL_MODEL else None
         if model != LOCAL_MODEL and self._registered is None:
             raise ProviderUnavailable(f"no promoted embedder {model!r}")

@@ -8,7 +8,9 @@ only release (0.1.0) requires ``transformers<4.58`` while this project runs tran
 replicates the model's sentence-transformers pipeline exactly (Transformer -> mean pooling ->
 L2 normalise, max 256 wordpieces); the tests hold it to cosine >= 0.99 / 0.97 against torch.
 
-Exports are cached under ``$GENAIOPS_HOME/cache/onnx/<model>@<package version>/<backend>/`` and
+Exports are cached beside the other derived weights, under
+``$GENAIOPS_MODEL_CACHE`` (default ``$GENAIOPS_HOME/cache/models``)
+``/onnx/<model>@<package version>/<backend>/``, and
 published by renaming a finished temporary folder, so a killed export never leaves a half model
 behind.  One ``InferenceSession`` per (backend, model) per process.
 """
@@ -58,7 +60,7 @@ def onnx_threads() -> int:
 
 def export_dir(backend: str, model_key: str) -> Path:
     """Where the exported model for ``backend`` lives (``model_key`` names weights + version)."""
-    return get_settings().cache_dir / "onnx" / model_key / backend
+    return get_settings().model_cache_dir / "onnx" / model_key / backend
 
 
 def _publish(final: Path, build: Any) -> None:

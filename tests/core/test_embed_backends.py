@@ -1,7 +1,9 @@
-"""Embedder backends (torch / onnx / onnx-int8): same vectors, cached export, distinct ids."""
+"""Embedder backends (auto / torch / onnx / onnx-int8): same vectors, cached export, distinct ids;
+``auto`` (the default) is onnx on the CPU, and old torch versions keep querying with torch."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +14,8 @@ import pytest
 from genaiops.errors import SpecError
 from genaiops.providers import onnx as onnx_mod
 from genaiops.providers.embeddings import EmbedderConfig, LocalEmbedder, make_embedder
-from genaiops.settings import reset_settings
-from indexing import build_index, load_index_spec
+from genaiops.settings import get_settings, reset_settings
+from indexing import Retriever, build_index, load_index_spec
 from indexing.build import compute_version_id, discover
 from indexing.catalog import Catalog
 from tests.conftest import SAMPLE_CORPUS, SAMPLE_SPEC
@@ -32,7 +34,8 @@ OLD_SAMPLE_VERSION = "v-53ae55afcc85e586"
 
 @pytest.fixture(scope="module")
 def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One GENAIOPS_HOME for the module, so the (10 s) export happens once here."""
+    """One GENAIOPS_HOME for the module (the export itself is shared by every test through
+    GENAIOPS_MODEL_CACHE, tests/conftest.py)."""
     return tmp_path_factory.mktemp("onnx-home")
 
 
@@ -46,7 +49,7 @@ def genaiops_home(shared_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 @pytest.fixture(scope="module")
 def torch_vecs() -> np.ndarray:
-    return LocalEmbedder().embed(SENTENCES)
+    return LocalEmbedder(backend="torch").embed(SENTENCES)
 
 
 @pytest.mark.parametrize(("backend", "floor"), [("onnx", 0.99), ("onnx-int8", 0.97)])
@@ -62,17 +65,27 @@ def test_onnx_embeddings_close_to_torch(backend: str, floor: float, torch_vecs: 
 
 
 def test_model_ids_name_the_backend_and_torch_is_unchanged() -> None:
-    assert LocalEmbedder().model_id == TORCH_MODEL_ID
-    assert make_embedder(EmbedderConfig()).model_id == TORCH_MODEL_ID
+    assert LocalEmbedder(backend="torch").model_id == TORCH_MODEL_ID
     assert LocalEmbedder(backend="onnx").model_id == TORCH_MODEL_ID + "+onnx"
     assert LocalEmbedder(backend="onnx-int8").model_id == TORCH_MODEL_ID + "+onnx-int8"
+
+
+def test_default_is_onnx_on_the_cpu_and_torch_on_a_gpu() -> None:
+    assert EmbedderConfig().backend == "auto"
+    default = make_embedder(EmbedderConfig())
+    assert isinstance(default, LocalEmbedder) and default.backend == "onnx"
+    assert default.model_id == TORCH_MODEL_ID + "+onnx"
+    # on a GPU sentence-transformers' torch path is the fast one; nothing is loaded here
+    assert LocalEmbedder(device="cuda").backend == "torch"
+    assert LocalEmbedder(device="cuda").model_id == TORCH_MODEL_ID
+    assert LocalEmbedder(device="cuda", backend="onnx-int8").backend == "onnx-int8"
 
 
 def test_export_is_cached_and_published_whole(
     shared_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     LocalEmbedder(backend="onnx-int8").embed(["warm"])  # exports fp32 then int8 (if not yet)
-    root = shared_home / "cache" / "onnx"
+    root = get_settings().model_cache_dir / "onnx"
     models = sorted(root.glob("*/*/model.onnx"))
     assert [p.parent.name for p in models] == ["onnx", "onnx-int8"]
     stamps = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in models}
@@ -130,22 +143,43 @@ def _sample_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str |
     return p
 
 
-def test_onnx_spec_builds_another_version_and_torch_id_is_kept(
+def test_torch_spec_keeps_the_old_version_id_and_the_default_builds_onnx(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    torch_spec = load_index_spec(_sample_spec(tmp_path, monkeypatch, None))
+    torch_spec = load_index_spec(_sample_spec(tmp_path, monkeypatch, "torch"))
     files, _ = discover(torch_spec)
     hashes = [(f.source_index, f.rel, f.sha256) for f in files]
     assert compute_version_id(torch_spec, TORCH_MODEL_ID, hashes) == OLD_SAMPLE_VERSION
 
     (tmp_path / "o").mkdir()
-    onnx_spec = load_index_spec(_sample_spec(tmp_path / "o", monkeypatch, "onnx"))
-    assert onnx_spec.embedder.backend == "onnx"
-    res = build_index(onnx_spec)
+    default_spec = load_index_spec(_sample_spec(tmp_path / "o", monkeypatch, None))
+    assert default_spec.embedder.backend == "auto"
+    res = build_index(default_spec)
     assert res.version_id != OLD_SAMPLE_VERSION
     manifest = Catalog("sample").manifest(res.version_id)
-    assert manifest.model_id == TORCH_MODEL_ID + "+onnx"
-    assert manifest.spec.embedder.backend == "onnx"  # the query path embeds the same way
+    assert manifest.model_id == TORCH_MODEL_ID + "+onnx"  # the query path embeds the same way
+    hits = Retriever("sample", alias=res.version_id).retrieve("What is FAISS?", k=3, mode="dense")
+    assert hits, "a default (onnx) version answers dense queries"
+
+
+def test_old_torch_version_without_a_backend_key_queries_with_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version built before backends existed records no backend; ``auto`` now means onnx,
+    but its vectors are torch's, so the retriever must embed queries with torch."""
+    spec = load_index_spec(_sample_spec(tmp_path, monkeypatch, "torch"))
+    res = build_index(spec)
+    assert res.version_id == OLD_SAMPLE_VERSION
+    path = Catalog("sample").version_dir(res.version_id) / "manifest.json"
+    data = json.loads(path.read_text())
+    del data["spec"]["embedder"]["backend"]  # what older builds wrote
+    path.write_text(json.dumps(data))
+    retriever = Retriever("sample", alias=res.version_id)
+    hits = retriever.retrieve("How are versions published?", k=3, mode="dense")
+    assert hits
+    used = retriever._embedder
+    assert isinstance(used, LocalEmbedder) and used.backend == "torch"
+    assert used.model_id == TORCH_MODEL_ID
 
 
 def test_unknown_backend_names_file_and_key(
