@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +42,11 @@ class Settings(BaseSettings):
         default=None, ge=1, description="torch CPU threads for local models (default: torch's)."
     )
     device: str = Field(default="cpu", description="torch device for local models (cpu, cuda).")
+    generator_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description="Local generator dtype; auto: bfloat16 on a GPU or a CPU with bf16 "
+        "instructions, else float32.",
+    )
     log_level: str = "WARNING"
 
     def path(self, *parts: str) -> Path:

@@ -163,14 +163,34 @@ def resolve_model(model: str) -> Path:
     return folder
 
 
-def _load(
-    device: str, model_ref: str | None = None, dtype_name: str = "bfloat16"
-) -> tuple[Any, Any]:
+def resolve_dtype(name: str, device: str) -> str:
+    """The dtype ``auto`` stands for: bfloat16 on a GPU and on CPUs with bf16 instructions
+    (AVX512-BF16 or AMX), float32 on every other CPU.  Without them torch emulates bf16 matmuls:
+    prefill of a 700-token prompt measured 9.4 s in bfloat16 vs 1.4 s in float32 on an AVX2-only
+    EPYC, while on a CPU with AVX512-BF16 bfloat16 was 2x faster than float32."""
+    if name != "auto":
+        return name
+    if device != "cpu":
+        return "bfloat16"
+    import torch
+
+    def has(probe: str) -> bool:  # private torch probes: absent ones mean "no"
+        fn = getattr(torch.cpu, probe, None)
+        try:
+            return bool(fn()) if fn is not None else False
+        except Exception:
+            return False
+
+    native = has("_is_avx512_bf16_supported") or has("_is_amx_tile_supported")
+    return "bfloat16" if native else "float32"
+
+
+def _load(device: str, model_ref: str | None = None, dtype_name: str = "auto") -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     apply_torch_threads()
-    dtype = getattr(torch, dtype_name)
+    dtype = getattr(torch, resolve_dtype(dtype_name, device))
     cache = resolve_model(model_ref) if model_ref else _cache_dir()
     model: Any
     if (cache / "config.json").exists():
@@ -214,16 +234,16 @@ class LocalGenerator:
         model: str | None = None,
         *,
         max_batch: int = 16,
-        dtype: str = "bfloat16",
+        dtype: str | None = None,
     ):
         self.device = device or get_settings().device
         self.model = model
         if model:
             self.model_id = model
         self.max_batch = max_batch
-        # bfloat16: prefill (most of an answer's cost) measured 1.4x faster than float32 on
-        # these cores; float32 makes greedy output independent of the batch (tests use it)
-        self.dtype = dtype
+        # ``auto`` (GENAIOPS_GENERATOR_DTYPE): bfloat16 where the hardware has it, else float32
+        # (:func:`resolve_dtype`); float32 also makes greedy output independent of the batch
+        self.dtype = resolve_dtype(dtype or get_settings().generator_dtype, self.device)
         self._lock = threading.Lock()
         self._tok: Any = None
         self._model: Any = None
