@@ -28,7 +28,7 @@ from genaiops.errors import ConfigError
 from genaiops.providers.embeddings import (
     Embedder,
     EmbedderConfig,
-    backend_of_model_id,
+    config_for_model_id,
     make_embedder,
 )
 from indexing.catalog import Catalog, read_chunks
@@ -74,10 +74,9 @@ class _Loaded:
         self.model_id = manifest.model_id
         # query with the backend the version was built with (its model id), whatever ``auto``
         # means today: versions from before backends existed say nothing and were torch
-        config = manifest.spec.embedder
-        if config.provider == "local":
-            config = config.model_copy(update={"backend": backend_of_model_id(self.model_id)})
-        self.embedder_config: EmbedderConfig = config
+        self.embedder_config: EmbedderConfig = config_for_model_id(
+            manifest.spec.embedder, self.model_id
+        )
         self.index: SearchIndex = get_backend(self.params).open(folder, self.params)
         self.db = sqlite3.connect(
             f"file:{folder / 'chunks.sqlite'}?mode=ro", uri=True, check_same_thread=False

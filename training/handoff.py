@@ -202,9 +202,10 @@ def _embedder_of(catalog: Any, version_id: str) -> Any:
     """The embedder an index version was built with, pinned to its registered version when it
     is a fine-tune (``genaiops/<name>@v<N>``): the champion pointer may have moved since."""
     from genaiops.providers import make_embedder
+    from genaiops.providers.embeddings import config_for_model_id
 
     m = catalog.manifest(version_id)
-    cfg = m.spec.embedder
+    cfg = config_for_model_id(m.spec.embedder, m.model_id)
     if m.model_id.startswith("genaiops/") and "@v" in m.model_id:
         name, n = m.model_id.removeprefix("genaiops/").rsplit("@v", 1)
         cfg = cfg.model_copy(update={"model": f"{name}@{n}"})

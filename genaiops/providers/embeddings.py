@@ -34,7 +34,7 @@ __all__ = [
     "EmbedderConfig",
     "LocalEmbedder",
     "OpenAIEmbedder",
-    "backend_of_model_id",
+    "config_for_model_id",
     "make_embedder",
     "resolve_backend",
 ]
@@ -45,22 +45,15 @@ Backend = Literal["auto", "torch", "onnx", "onnx-int8"]
 ResolvedBackend = Literal["torch", "onnx", "onnx-int8"]
 
 
-def resolve_backend(backend: str, provider: str, model: str, device: str) -> ResolvedBackend:
+def resolve_backend(backend: str, model: str, device: str) -> ResolvedBackend:
     """The backend ``auto`` stands for: ONNX Runtime fp32 for the packaged MiniLM on the CPU
     (same ranking as torch, 2.6x faster per query and faster to build: docs/benchmarks.md),
-    torch for everything else (promoted fine-tunes, GPUs, remote providers)."""
+    torch for everything else (promoted fine-tunes, GPUs; remote providers have no backend)."""
     if backend != "auto":
         return backend  # type: ignore[return-value]
-    if provider == "local" and model == LOCAL_MODEL and device == "cpu":
+    if model == LOCAL_MODEL and device == "cpu":
         return "onnx"
     return "torch"
-
-
-def backend_of_model_id(model_id: str) -> ResolvedBackend:
-    """The backend a version was embedded with, read off its model id (``...+onnx``); ids
-    without a suffix are torch (every version built before backends existed)."""
-    suffix = model_id.rpartition("+")[2] if "+" in model_id else ""
-    return suffix if suffix in ("onnx", "onnx-int8") else "torch"  # type: ignore[return-value]
 
 
 class EmbedderConfig(BaseModel):
@@ -97,6 +90,17 @@ class EmbedderConfig(BaseModel):
         if self.provider == "azure_openai" and not (self.base_url and self.deployment):
             raise ValueError("azure_openai needs base_url (the resource endpoint) and deployment")
         return self
+
+
+def config_for_model_id(config: EmbedderConfig, model_id: str) -> EmbedderConfig:
+    """``config`` (a version's recorded spec) set to embed as that version was embedded: the
+    local backend is read off its model id (``...+onnx``), whatever ``auto`` means today; ids
+    without a suffix are torch (every version built before backends existed)."""
+    if config.provider != "local":
+        return config
+    suffix = model_id.rpartition("+")[2]
+    backend = suffix if suffix in ("onnx", "onnx-int8") else "torch"
+    return config.model_copy(update={"backend": backend})
 
 
 @runtime_checkable
@@ -175,7 +179,7 @@ class LocalEmbedder:
     ):
         self.batch_size = batch_size
         self.device = device or get_settings().device
-        self.backend: ResolvedBackend = resolve_backend(backend, "local", model, self.device)
+        self.backend: ResolvedBackend = resolve_backend(backend, model, self.device)
         if model != LOCAL_MODEL and self.backend != "torch":
             raise ProviderUnavailable("backend (onnx, onnx-int8) applies to the packaged MiniLM")
         self._registered = registered_embedder(model) if model != LOCAL_MODEL else None
