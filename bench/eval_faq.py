@@ -10,7 +10,7 @@ time goes.  ``--render`` reads the results, plots lines/s vs concurrency to
 ``docs/img/eval_concurrency.png`` and prints the markdown for docs/benchmarks.md.
 
     # the code before the change, from a checkout of it (its modules first on sys.path):
-    PYTHONPATH=/tmp/base python bench/eval_faq.py --home H --lines 30 --concurrency 4 --label before
+    PYTHONPATH=$BEFORE python bench/eval_faq.py --home H --lines 30 --concurrency 4 --label before
     python bench/eval_faq.py --home H --lines 30 --concurrency 8 --label after
     python bench/eval_faq.py --home H --lines 12 --concurrency 1 --label c1   # ... c2 c4 c8
     python bench/eval_faq.py --render --write

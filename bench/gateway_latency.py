@@ -16,7 +16,7 @@ the mock directly at the same concurrency, in the same run.
                                                      # and docs/img/gateway_latency.png
     python bench/gateway_latency.py --quick          # fewer requests
     python bench/gateway_latency.py --render         # print the markdown section from the JSON
-    git archive <old commit> | tar -x -C /tmp/before # then: --baseline /tmp/before
+    git archive <old commit> | tar -x -C "$BEFORE"  # then: --baseline "$BEFORE"
                                                      # (that code's gateway as one more path)
 """
 
