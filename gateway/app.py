@@ -240,12 +240,9 @@ def create_app(
         ticker = asyncio.create_task(_tick_rollouts(gw))
         keeper = asyncio.create_task(gw.leases.run()) if gw.leases is not None else None
         writer = asyncio.create_task(gw.capture.run()) if gw.capture is not None else None
-        for b in gw.backends.values():
-            warm = getattr(b, "warm_up", None)
-            if warm is not None:
-                task = asyncio.create_task(warm())
-                gw.background.add(task)
-                task.add_done_callback(gw.background.discard)
+        task = asyncio.create_task(_warm_up(list(gw.backends.values())))
+        gw.background.add(task)
+        task.add_done_callback(gw.background.discard)
         try:
             yield
         finally:
@@ -283,6 +280,20 @@ def create_app(
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
     instrument(app)  # the server span of each request, when tracing is on
     return app
+
+
+async def _warm_up(backends: list[Any]) -> None:
+    """Warm the backends that can be warmed, one after another: two local models loading at
+    once race in transformers' lazy imports (the embedder's warm-up failed with "cannot import
+    name 'AutoTokenizer'" while the generator loaded) and compete for the same cores."""
+    for b in backends:
+        warm = getattr(b, "warm_up", None)
+        if warm is None:
+            continue
+        try:
+            await warm()
+        except Exception as e:  # one backend's failure must not leave the others cold
+            log.warning("backend %s: warm-up failed: %s", getattr(b, "name", b), e)
 
 
 async def _tick_rollouts(gw: Gateway) -> None:

@@ -118,3 +118,52 @@ def test_dtype_auto_is_float32_on_a_cpu_without_bf16_instructions(
     monkeypatch.setenv("GENAIOPS_GENERATOR_DTYPE", "float32")
     reset_settings()
     assert LocalGenerator().dtype == "float32"
+
+
+def test_roomy_cache_layer_writes_each_step_in_place_and_takes_tensors_assigned_to_it() -> None:
+    """A decoding step must not copy the whole cache (transformers' DynamicLayer concatenates:
+    a new storage every step); tensors the batcher assigns (merge, drop) are taken over."""
+    import torch
+
+    from genaiops.providers.batching import _roomy_layer_class
+
+    layer = _roomy_layer_class()()
+    room = layer.ROOM
+    k, v = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 5, 4)
+    keys, values = layer.update(k, v)
+    assert torch.equal(keys, k) and torch.equal(values, v)
+    storage = layer.keys.data_ptr()
+    for _ in range(3):
+        k1, v1 = torch.randn(2, 3, 1, 4), torch.randn(2, 3, 1, 4)
+        k, v = torch.cat([k, k1], dim=2), torch.cat([v, v1], dim=2)
+        keys, values = layer.update(k1, v1)
+        assert torch.equal(keys, k) and torch.equal(values, v)
+        assert keys.data_ptr() == storage  # written in place
+    assert layer.get_seq_length() == 8
+    # the batcher drops row 0 by assigning: the next step continues from what it assigned
+    layer.keys, layer.values = layer.keys[1:].clone(), layer.values[1:].clone()
+    k, v = k[1:], v[1:]
+    for _ in range(room + 2):  # runs out of room once on the way
+        k1, v1 = torch.randn(1, 3, 1, 4), torch.randn(1, 3, 1, 4)
+        k, v = torch.cat([k, k1], dim=2), torch.cat([v, v1], dim=2)
+        keys, values = layer.update(k1, v1)
+    assert torch.equal(keys, k) and torch.equal(values, v)
+    assert layer.get_seq_length() == 8 + room + 2
+
+
+def test_roomy_cache_layer_assembles_row_groups_right_aligned_with_zero_padding() -> None:
+    import torch
+
+    from genaiops.providers.batching import _roomy_layer_class, _runs
+
+    layer = _roomy_layer_class()()
+    a = torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 5)
+    b = torch.randn(1, 3, 6, 5), torch.randn(1, 3, 6, 5)
+    layer.assemble([a, b], 6)
+    assert layer.keys.shape == (3, 3, 6, 5) and layer.get_seq_length() == 6
+    assert torch.equal(layer.keys[:2, :, 2:], a[0]) and torch.equal(layer.values[2:], b[1])
+    assert not layer.keys[:2, :, :2].any() and not layer.values[:2, :, :2].any()
+    k1, v1 = torch.randn(3, 3, 1, 5), torch.randn(3, 3, 1, 5)
+    keys, _ = layer.update(k1, v1)
+    assert keys.shape[-2] == 7 and torch.equal(keys[:, :, -1:], k1)
+    assert _runs([0, 1, 2, 5, 6, 8]) == [(0, 3), (5, 7), (8, 9)] and _runs([]) == []

@@ -4,6 +4,7 @@ timeouts, a gateway whose upstream is another gateway over real HTTP, the local 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import httpx
@@ -334,3 +335,42 @@ def test_circuit_breaker_demotes_a_failing_deployment_then_closes():
         r = c.post("/v1/chat/completions", json=body)
         assert r.json()["choices"][0]["message"]["content"] == "Hello from upstream."
         assert not gw.gw.router.is_open("p")
+
+
+def test_backends_warm_up_one_after_another_and_a_failing_one_leaves_the_rest_warm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two local models loading at once raced in transformers' lazy imports (the embedder's
+    warm-up failed with "cannot import name 'AutoTokenizer'"): warm-ups run in turn."""
+    from fastapi.testclient import TestClient
+
+    import gateway.app as app_module
+    from tests.gateway.support import two_deployment_config
+
+    spans: list[tuple[str, float, float]] = []
+    real = app_module.build_backends
+
+    def build(config, http):
+        backends = real(config, http)
+        for name, b in backends.items():
+
+            async def warm(name: str = name) -> None:
+                t0 = time.perf_counter()
+                await asyncio.sleep(0.1)
+                spans.append((name, t0, time.perf_counter()))
+                if name == "stable":
+                    raise RuntimeError("no model here")
+
+            b.warm_up = warm
+        return backends
+
+    monkeypatch.setattr(app_module, "build_backends", build)
+    app = app_module.create_app(two_deployment_config())
+    with TestClient(app):
+        deadline = time.monotonic() + 10
+        while len(spans) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert sorted(s[0] for s in spans) == ["canary", "mirror", "stable"]
+    spans.sort(key=lambda s: s[1])
+    for (_, _, end), (_, start, _) in itertools.pairwise(spans):
+        assert start >= end  # never two at once
