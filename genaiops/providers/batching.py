@@ -8,7 +8,7 @@ running the same requests one after another here: 38.5 s vs ~17 s for four FAQ p
 The batch keeps one KV cache: per layer, a ``[rows, kv_heads, T, head_dim]`` key and value
 tensor, left-padded to the longest row, with a ``[rows, T]`` attention mask.  A new request is
 prefilled alone (only its last position goes through the LM head) and its cache is merged in
-by left-padding whichever side is shorter; a leaving row is dropped with ``index_select`` and
+by left-padding whichever side is shorter; a leaving row is dropped and
 padding columns no row needs any more are cut off.  Each row carries its own position ids, so
 rotary embeddings see the positions the request would have had alone.  Each layer's tensors are
 views into buffers with room along the sequence axis (``RoomyLayer``), so a decoding step
@@ -109,7 +109,7 @@ def _roomy_layer_class() -> type:
             super().__init__()
             self._k: Any = None
             self._v: Any = None
-            self._length = 0
+            self._views: tuple[Any, Any] = (None, None)
 
         def assemble(self, parts: Sequence[tuple[Any, Any]], length: int, room: int = 0) -> None:
             """New buffers holding ``parts`` (``(keys, values)`` row groups, in order) each
@@ -128,36 +128,28 @@ def _roomy_layer_class() -> type:
                 kbuf[r : r + n, :, pad:length] = k
                 vbuf[r : r + n, :, pad:length] = v
                 r += n
-            self._k, self._v, self._length = kbuf, vbuf, length
-            self.keys, self.values = kbuf[:, :, :length], vbuf[:, :, :length]
+            self._k, self._v = kbuf, vbuf
+            self.keys, self.values = self._views = kbuf[:, :, :length], vbuf[:, :, :length]
             self.device, self.is_initialized = kbuf.device, True
 
         def _is_ours(self) -> bool:
-            k, v = self.keys, self.values
-            return (
-                self._k is not None
-                and k is not None
-                and v is not None
-                and k.data_ptr() == self._k.data_ptr()
-                and v.data_ptr() == self._v.data_ptr()
-                and k.shape[-2] == self._length
-                and k.shape[0] == self._k.shape[0]
-            )
+            """Whether ``keys``/``values`` are still the views this layer handed out."""
+            return self.keys is self._views[0] and self.values is self._views[1]
 
         def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> Any:
             new = key_states.shape[-2]
             if not self.is_initialized:
                 self.assemble([(key_states[:, :, :0], value_states[:, :, :0])], 0, new)
-            elif not self._is_ours() or self._length + new > self._k.shape[-2]:
+            elif not self._is_ours() or self._views[0].shape[-2] + new > self._k.shape[-2]:
                 # assigned from outside since the last update, or out of room
                 k, v = self.keys, self.values
                 assert k is not None and v is not None
                 self.assemble([(k, v)], k.shape[-2], new)
-            end = self._length + new
-            self._k[:, :, self._length : end] = key_states
-            self._v[:, :, self._length : end] = value_states
-            self._length = end
-            self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
+            start = self._views[0].shape[-2]
+            end = start + new
+            self._k[:, :, start:end] = key_states
+            self._v[:, :, start:end] = value_states
+            self.keys, self.values = self._views = self._k[:, :, :end], self._v[:, :, :end]
             return self.keys, self.values
 
     return RoomyLayer
