@@ -263,6 +263,11 @@ def create_app(
                 await gw.http.aclose()
             await gw.store.close()
             gw.ledger.close()
+            tp = tracing.provider()
+            if tp is not None:  # a graceful stop exports the last requests' spans now, not
+                # whenever (if ever) the process's exit handlers run
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(tp.force_flush, 5000)
 
     app = FastAPI(
         title="genaiops gateway",

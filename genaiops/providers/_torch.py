@@ -1,10 +1,30 @@
-"""torch process settings shared by the local providers."""
+"""torch process settings and the model-loading lock shared by the local providers."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
+
 from genaiops.settings import get_settings
 
-__all__ = ["apply_torch_threads"]
+__all__ = ["apply_torch_threads", "model_loading"]
+
+_LOADING = threading.RLock()
+
+
+@contextlib.contextmanager
+def model_loading() -> Iterator[None]:
+    """Held while a local model or tokenizer loads: one load at a time per process.
+
+    transformers resolves its names lazily on first access, and two threads doing that at once
+    race: a gateway loading the base generator while a request loaded a candidate failed with
+    "cannot import name 'AutoModelForCausalLM' from 'transformers'".  Two loads at once would
+    also only compete for the same cores.  Re-entrant, and taken innermost (after a caller's own
+    cache lock), so it never sits inside another lock's wait.
+    """
+    with _LOADING:
+        yield
 
 
 def apply_torch_threads() -> None:

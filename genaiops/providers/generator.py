@@ -49,7 +49,7 @@ from genaiops.errors import (
     ProviderError,
     ProviderUnavailable,
 )
-from genaiops.providers._torch import apply_torch_threads
+from genaiops.providers._torch import apply_torch_threads, model_loading
 from genaiops.providers.batching import BatchRequest, ContinuousBatcher
 from genaiops.settings import get_settings
 from genaiops.tokens import count_tokens
@@ -186,6 +186,11 @@ def resolve_dtype(name: str, device: str) -> str:
 
 
 def _load(device: str, model_ref: str | None = None, dtype_name: str = "auto") -> tuple[Any, Any]:
+    with model_loading():
+        return _load_unlocked(device, model_ref, dtype_name)
+
+
+def _load_unlocked(device: str, model_ref: str | None, dtype_name: str) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from genaiops.errors import ProviderUnavailable
+from genaiops.providers._torch import model_loading
 from genaiops.settings import get_settings
 
 __all__ = ["ONNX_BACKENDS", "OnnxSession", "export_dir", "get_session", "onnx_threads"]
@@ -208,10 +209,11 @@ def get_session(backend: str, model_key: str, weights: Path) -> OnnxSession:
     with _LOCK:
         sess = _SESSIONS.get(key)
         if sess is None:
-            from transformers import AutoTokenizer
+            with model_loading():
+                from transformers import AutoTokenizer
 
-            # its own tokenizer, not shared with the torch path
-            tokenizer = AutoTokenizer.from_pretrained(str(weights), local_files_only=True)
-            sess = OnnxSession(ensure_export(backend, model_key, weights), tokenizer)
+                # its own tokenizer, not shared with the torch path
+                tokenizer = AutoTokenizer.from_pretrained(str(weights), local_files_only=True)
+                sess = OnnxSession(ensure_export(backend, model_key, weights), tokenizer)
             _SESSIONS[key] = sess
         return sess

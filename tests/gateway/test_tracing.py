@@ -128,3 +128,25 @@ def test_a_streamed_answer_is_traced_and_its_upstream_call_carries_traceparent(
     tid, sid = up.context.trace_id, up.context.span_id
     assert upstream.headers[0]["traceparent"] == f"00-{tid:032x}-{sid:016x}-01"
     assert _named(done, "gateway.safety.output")  # stream windows are checked under the span too
+
+
+def test_a_graceful_stop_exports_the_spans_still_queued() -> None:
+    """Spans wait in a batch processor between exports; stopping the gateway flushes them
+    (before, they went out only if the process's exit handlers ran)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=600_000))
+    with tracing.recording(tp):
+        with serve(upstream_config(), FakeUpstream().client()) as gw:
+            key = gw.create_key()
+            with gw.client(key) as c:
+                r = c.post("/v1/chat/completions", json=CHAT)
+            assert r.status_code == 200, r.text
+            assert not exporter.get_finished_spans()  # still queued in the processor
+        done = exporter.get_finished_spans()
+    (server,) = [s for s in done if s.name == "POST /v1/chat/completions"]
+    assert server.kind == SpanKind.SERVER
+    assert server.attributes[tracing.REQUEST_ID] == r.headers["x-request-id"]
