@@ -288,9 +288,9 @@ def create_app(
 
 
 async def _warm_up(backends: list[Any]) -> None:
-    """Warm the backends that can be warmed, one after another: two local models loading at
-    once race in transformers' lazy imports (the embedder's warm-up failed with "cannot import
-    name 'AutoTokenizer'" while the generator loaded) and compete for the same cores."""
+    """Warm the backends that can be warmed, one after another (local loads are serialised by
+    :func:`genaiops.providers._torch.model_loading` anyway, and would compete for the same
+    cores); one backend's failed warm-up leaves the others warm."""
     for b in backends:
         warm = getattr(b, "warm_up", None)
         if warm is None:

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from genaiops.errors import ProviderError
-from genaiops.providers._torch import model_loading
 
 __all__ = ["BatchRequest", "ContinuousBatcher"]
 
@@ -93,20 +92,9 @@ class _Row:
 
 
 @functools.cache
-def _cache_types() -> tuple[type, type]:
-    """transformers' ``DynamicCache`` and ``DynamicLayer``, resolved once under the loading lock
-    (its lazy names race when another thread is loading a model)."""
-    with model_loading():
-        from transformers import DynamicCache
-        from transformers.cache_utils import DynamicLayer
-    return DynamicCache, DynamicLayer
-
-
-@functools.cache
 def _roomy_layer_class() -> type:
     """The roomy cache layer class, defined on first use: importing this module imports no torch."""
-    _cache_types()  # resolved under the loading lock; the import below only reads it
-    from transformers.cache_utils import DynamicLayer
+    from transformers.cache_utils import DynamicLayer  # the submodule, not a lazy top-level name
 
     class RoomyLayer(DynamicLayer):
         """A ``DynamicLayer`` whose ``keys``/``values`` are ``[:, :, :length]`` views of buffers
@@ -171,7 +159,10 @@ def _new_cache(config: Any) -> Any:
     """A ``DynamicCache`` for ``config`` made of roomy layers (full attention only: the batcher
     pads and cuts the sequence axis, which a sliding-window or linear-attention layer cannot
     take)."""
-    DynamicCache, DynamicLayer = _cache_types()  # noqa: N806 - classes
+    # from the submodule the model's own code imported: transformers' lazy top-level names race
+    # when another thread is loading a model
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
     cache = DynamicCache(config=config)
     kinds = {type(layer).__name__ for layer in cache.layers if type(layer) is not DynamicLayer}
     if kinds:
