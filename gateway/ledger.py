@@ -14,7 +14,7 @@ returns once the row is committed, and the rows of requests finishing together s
 transaction (inline on the event loop with ``synchronous=NORMAL``, where a commit does not
 ``fsync``; in a worker thread with ``full``, or when the file is locked by another writer).
 
-    >>> ledger = Ledger("/tmp/ledger.db")                               # doctest: +SKIP
+    >>> ledger = Ledger("ledger.db")                                    # doctest: +SKIP
     >>> ledger.summary(by="model")                                      # doctest: +SKIP
 """
 

@@ -9,7 +9,7 @@ SQLite: WAL, one file beside the ledger (``<home>/gateway/capture.db`` by defaul
 of gateway processes and readers at once.  A record is stored whole as JSON, with the columns
 queries filter on (time, key, alias, deployment, variant) beside it.
 
-    >>> store = SQLiteCaptureStore("/tmp/capture.db")                      # doctest: +SKIP
+    >>> store = SQLiteCaptureStore("capture.db")                               # doctest: +SKIP
     >>> store.add(CaptureRecord(request_id="r1", ts=time.time(), alias="chat"))  # doctest: +SKIP
     >>> [r.request_id for r in store.query(since=time.time() - 60, alias="chat")]  # doctest: +SKIP
     ['r1']

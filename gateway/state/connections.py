@@ -9,7 +9,7 @@ The no-wait connection never checkpoints inside a commit (a checkpoint calls ``f
 must not stall the loop): every ``CHECKPOINT_EVERY`` inline write transactions a passive
 checkpoint runs in a worker thread instead.
 
->>> conns = ThreadConnections("/tmp/x.db", synchronous="NORMAL")    # doctest: +SKIP
+>>> conns = ThreadConnections("state.db", synchronous="NORMAL")    # doctest: +SKIP
 >>> conns.get().execute("SELECT 1")                                 # doctest: +SKIP
 """
 
